@@ -1,0 +1,27 @@
+# The two commands of the README. Both install what is missing (uv, the locked
+# dependencies) and need nothing but Python ≥ 3.11, make and a C compiler.
+UV := $(shell sh .ci/bootstrap-uv)
+export UV_PYTHON_DOWNLOADS := never
+export UV_PYTHON_PREFERENCE := only-system
+
+.PHONY: demo test install lint schema bench
+
+install:
+	$(UV) sync --frozen --all-extras
+
+demo: install
+	$(UV) run wuye demo $(ARGS)
+
+test: install
+	$(UV) run pytest $(ARGS)
+
+lint: install
+	$(UV) run ruff check .
+	$(UV) run ruff format --check .
+	$(UV) run mypy
+
+schema: install
+	$(UV) run wuye export-schema
+
+bench: install
+	$(UV) run python -m bench.units_query $(ARGS)

@@ -1,0 +1,130 @@
+"""Row scopes: one registry turning the caller's permissions into a SQL predicate per model.
+
+Every list, by-id, ``node(id)`` and nested collection goes through :func:`scoped`. No rule
+for a model, or no permission, means no rows (default deny). An object outside the scope is
+simply not found, never "forbidden".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy import ColumnElement, Select, and_, exists, false, or_, select
+
+from authz.principal import Permissions, Principal
+from backend.notifications.models import Announcement, AnnouncementEstate, Notification
+from backend.people.models import Occupancy, Person
+from backend.property.models import Building, Estate, OrgUnit, Unit
+
+S = TypeVar("S", bound=Select[Any])
+
+StaffRule = Callable[[tuple[str, ...]], ColumnElement[bool]]
+OwnRule = Callable[[Principal], ColumnElement[bool]]
+
+
+@dataclass(frozen=True, slots=True)
+class RowRule:
+    obj: str
+    staff: StaffRule | None = None
+    own: OwnRule | None = None
+
+
+def _under(column: Any, domains: tuple[str, ...]) -> ColumnElement[bool]:
+    return or_(*(column.startswith(domain, autoescape=True) for domain in domains))
+
+
+def estates_under(domains: tuple[str, ...]) -> Select[int]:
+    return select(Estate.id).where(_under(Estate.org_path, domains))
+
+
+def _active_occupancy(person_id: int | None) -> ColumnElement[bool]:
+    today = dt.date.today()
+    return and_(
+        Occupancy.person_id == person_id,
+        Occupancy.start_date <= today,
+        or_(Occupancy.end_date.is_(None), Occupancy.end_date > today),
+    )
+
+
+def own_unit_ids(principal: Principal) -> Select[int]:
+    return select(Occupancy.unit_id).where(_active_occupancy(principal.person_id))
+
+
+def own_estate_ids(principal: Principal) -> Select[int]:
+    return select(Unit.estate_id).where(Unit.id.in_(own_unit_ids(principal)))
+
+
+RULES: dict[type[Any], RowRule] = {
+    OrgUnit: RowRule("OrgUnit", staff=lambda d: _under(OrgUnit.path, d)),
+    Estate: RowRule(
+        "Estate",
+        staff=lambda d: _under(Estate.org_path, d),
+        own=lambda p: Estate.id.in_(own_estate_ids(p)),
+    ),
+    Building: RowRule(
+        "Building",
+        staff=lambda d: Building.estate_id.in_(estates_under(d)),
+        own=lambda p: Building.id.in_(select(Unit.building_id).where(Unit.id.in_(own_unit_ids(p)))),
+    ),
+    Unit: RowRule(
+        "Unit",
+        staff=lambda d: Unit.estate_id.in_(estates_under(d)),
+        own=lambda p: Unit.id.in_(own_unit_ids(p)),
+    ),
+    Person: RowRule(
+        "Person",
+        staff=lambda d: or_(
+            _under(Person.org_path, d),
+            exists().where(
+                Occupancy.person_id == Person.id,
+                Occupancy.unit_id == Unit.id,
+                Unit.estate_id.in_(estates_under(d)),
+            ),
+        ),
+        own=lambda p: Person.id == p.person_id,
+    ),
+    Occupancy: RowRule(
+        "Occupancy",
+        staff=lambda d: Occupancy.unit_id.in_(select(Unit.id).where(Unit.estate_id.in_(estates_under(d)))),
+        own=lambda p: _active_occupancy(p.person_id),
+    ),
+    Announcement: RowRule(
+        "Announcement",
+        staff=lambda d: Announcement.id.in_(
+            select(AnnouncementEstate.announcement_id).where(AnnouncementEstate.estate_id.in_(estates_under(d)))
+        ),
+        own=lambda p: and_(
+            Announcement.id.in_(
+                select(AnnouncementEstate.announcement_id).where(AnnouncementEstate.estate_id.in_(own_estate_ids(p)))
+            ),
+            or_(Announcement.expires_at.is_(None), Announcement.expires_at > dt.datetime.now(dt.UTC)),
+        ),
+    ),
+    # Notifications are personal: nobody, whatever their role, reads another user's.
+    Notification: RowRule("Notification", own=lambda p: Notification.user_id == p.user_id),
+}
+
+
+def predicate(model: type[Any], permissions: Permissions, action: str = "read") -> ColumnElement[bool]:
+    rule = RULES.get(model)
+    principal = permissions.principal
+    if rule is None or principal is None:
+        return false()
+    clauses: list[ColumnElement[bool]] = []
+    if rule.staff is not None:
+        domains = permissions.domains(rule.obj, action)
+        if domains:
+            clauses.append(rule.staff(domains))
+    if rule.own is not None and (model is Notification or permissions.anywhere(rule.obj, f"{action}_own")):
+        clauses.append(rule.own(principal))
+    if not clauses:
+        return false()
+    return or_(*clauses) if len(clauses) > 1 else clauses[0]
+
+
+def scoped(statement: S, model: type[Any], permissions: Permissions, action: str = "read") -> S:
+    """``statement`` restricted to the rows of ``model`` the caller may ``action``."""
+    return statement.where(predicate(model, permissions, action))

@@ -1,0 +1,246 @@
+"""The Starlette application and the runtime it shares with workers and the MQTT subscriber."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from redis.asyncio import Redis
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from authz.enforcer import Authorizer
+from authz.principal import Principal
+from backend.accounts.roles import POLICY_CHANNEL
+from backend.accounts.throttle import LoginThrottle
+from backend.db import make_engine, make_sessionmaker
+from backend.events import EventBus, InProcessEventBus, RedisEventBus
+from backend.settings import Settings
+
+if TYPE_CHECKING:
+    import strawberry
+
+    from iot.subscriber import MqttSubscriber
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(slots=True)
+class RequestLimiter:
+    """Per-user (or per-address for anonymous callers) fixed-window request limit in Redis."""
+
+    redis: Redis
+    per_minute: int = 600
+
+    async def retry_after(self, principal: Principal | None, client_ip: str) -> int | None:
+        who = f"u:{principal.user_id}" if principal else f"ip:{client_ip}"
+        window = int(time.time() // 60)
+        key = f"wuye:rate:{who}:{window}"
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, 61)
+            count, _ = await pipe.execute()
+        if int(count) > self.per_minute:
+            return 60 - int(time.time()) % 60
+        return None
+
+
+@dataclass(slots=True)
+class Metrics:
+    requests: int = 0
+    started_at: float = field(default_factory=time.time)
+
+
+@dataclass(slots=True)
+class Runtime:
+    """Everything a request, a job or an MQTT message needs; built once per process."""
+
+    settings: Settings
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    redis: Redis
+    bus: EventBus
+    authorizer: Authorizer
+    login_throttle: LoginThrottle
+    request_limiter: RequestLimiter
+    schema: strawberry.Schema
+    metrics: Metrics = field(default_factory=Metrics)
+    mqtt: MqttSubscriber | None = None
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @property
+    def graphiql(self) -> bool:
+        return not self.settings.production
+
+    async def policy_changed(self) -> None:
+        """Reload here at once and tell every other process to reload too."""
+        await self.authorizer.load(self.sessionmaker)
+        await self.bus.publish(POLICY_CHANNEL, {"version": self.authorizer.version})
+
+    async def _follow_policy_changes(self) -> None:
+        async for _event in self.bus.subscribe(POLICY_CHANNEL):
+            try:
+                await self.authorizer.load(self.sessionmaker)
+            except Exception:
+                log.exception("authz.reload_failed")
+
+    def spawn(self, coro: Awaitable[None]) -> None:
+        self._tasks.append(asyncio.ensure_future(coro))
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.mqtt is not None:
+            await self.mqtt.stop()
+        await self.bus.close()
+        await self.redis.aclose()
+        await self.engine.dispose()
+
+
+async def build_runtime(settings: Settings, *, in_process_bus: bool = False) -> Runtime:
+    from schema.schema import build_schema
+
+    if not settings.database_url or not settings.redis_url:
+        raise RuntimeError("WUYE_DATABASE_URL and WUYE_REDIS_URL are required (or run `wuye demo`).")
+    engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
+    sessionmaker = make_sessionmaker(engine)
+    redis = Redis.from_url(settings.redis_url)
+    bus: EventBus = InProcessEventBus() if in_process_bus else RedisEventBus(redis)
+    authorizer = Authorizer()
+    await authorizer.load(sessionmaker)
+    runtime = Runtime(
+        settings=settings,
+        engine=engine,
+        sessionmaker=sessionmaker,
+        redis=redis,
+        bus=bus,
+        authorizer=authorizer,
+        login_throttle=LoginThrottle(
+            redis,
+            per_account=settings.login_failures_per_account_per_minute,
+            per_ip=settings.login_failures_per_ip_per_minute,
+        ),
+        request_limiter=RequestLimiter(redis, per_minute=settings.requests_per_minute),
+        schema=build_schema(settings),
+    )
+    runtime.spawn(runtime._follow_policy_changes())
+    return runtime
+
+
+class RequestIdMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            scope.setdefault("state", {})["request_id"] = uuid.uuid4().hex
+        structlog.contextvars.clear_contextvars()
+        await self.app(scope, receive, send)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    runtime: Runtime | None = None,
+    with_iot: bool = False,
+) -> Starlette:
+    """The ASGI app. Given a ``runtime`` (tests, benchmarks) it uses that one and leaves its
+    lifecycle to the caller; otherwise the lifespan builds and closes its own."""
+    from schema.core.http import GraphQLHTTP, GraphQLWebSocket
+
+    state: dict[str, Any] = {}
+    if runtime is not None:
+        state.update(runtime=runtime, http=GraphQLHTTP(runtime), ws=GraphQLWebSocket(runtime))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if "runtime" in state:
+            yield
+            return
+        runtime = await build_runtime(settings)
+        if with_iot and settings.mqtt_url:
+            from backend.iot_ingest import start_subscriber
+
+            runtime.mqtt = await start_subscriber(runtime)
+        state["runtime"] = runtime
+        http = GraphQLHTTP(runtime)
+        ws = GraphQLWebSocket(runtime)
+        state["http"], state["ws"] = http, ws
+        app.state.runtime = runtime
+        try:
+            yield
+        finally:
+            await runtime.close()
+
+    async def graphql_http(request: Request) -> Response:
+        state["runtime"].metrics.requests += 1
+        return await state["http"](request)  # type: ignore[no-any-return]
+
+    async def graphql_ws(scope: Scope, receive: Receive, send: Send) -> None:
+        await state["ws"](scope, receive, send)
+
+    async def healthz(_request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(_request: Request) -> Response:
+        runtime: Runtime = state["runtime"]
+        checks: dict[str, bool] = {}
+        try:
+            async with runtime.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+            checks["database"] = True
+        except Exception:
+            checks["database"] = False
+        try:
+            checks["redis"] = bool(await runtime.redis.ping())
+        except Exception:
+            checks["redis"] = False
+        checks["policy"] = runtime.authorizer.loaded
+        if runtime.mqtt is not None:
+            checks["mqtt"] = runtime.mqtt.connected
+        ok = all(checks.values())
+        return JSONResponse(
+            {"status": "ready" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503
+        )
+
+    async def metrics(_request: Request) -> Response:
+        runtime: Runtime = state["runtime"]
+        lines = [
+            "# TYPE wuye_graphql_http_requests_total counter",
+            f"wuye_graphql_http_requests_total {runtime.metrics.requests}",
+            "# TYPE wuye_authz_policy_version gauge",
+            f"wuye_authz_policy_version {runtime.authorizer.version}",
+            "# TYPE wuye_uptime_seconds gauge",
+            f"wuye_uptime_seconds {time.time() - runtime.metrics.started_at:.0f}",
+        ]
+        if runtime.mqtt is not None:
+            for name, value in runtime.mqtt.metrics().items():
+                lines += [f"# TYPE wuye_mqtt_messages_{name}_total counter", f"wuye_mqtt_messages_{name}_total {value}"]
+        return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
+
+    return Starlette(
+        routes=[
+            Route("/graphql", graphql_http, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql_ws),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/metrics", metrics),
+        ],
+        middleware=[Middleware(RequestIdMiddleware)],
+        lifespan=lifespan,
+    )

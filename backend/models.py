@@ -1,0 +1,29 @@
+"""Imports every model so that ``Base.metadata`` is complete (Alembic, tests)."""
+
+from authz.models import CasbinRule
+from backend.accounts.models import RefreshToken, User
+from backend.audit.models import AuditEntry
+from backend.db import Base
+from backend.notifications.models import Announcement, AnnouncementEstate, Notification
+from backend.outbox import OutboxMessage
+from backend.people.models import Occupancy, Person
+from backend.property.models import Building, Entrance, Estate, OrgUnit, Unit
+
+__all__ = [
+    "Announcement",
+    "AnnouncementEstate",
+    "AuditEntry",
+    "Base",
+    "Building",
+    "CasbinRule",
+    "Entrance",
+    "Estate",
+    "Notification",
+    "Occupancy",
+    "OrgUnit",
+    "OutboxMessage",
+    "Person",
+    "RefreshToken",
+    "Unit",
+    "User",
+]

@@ -1,0 +1,90 @@
+"""The viewer (the logged-in account) and its role assignments."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+
+import strawberry
+from sqlalchemy import select
+
+from backend.accounts import models
+from backend.accounts.roles import role_assignments
+from backend.notifications import models as notification_models
+from backend.notifications.service import unread_count
+from schema.core.relay import Connection, Node
+from schema.core.resolving import Info, scoped_connection
+from schema.core.types import orm_type
+from schema.people.types import PersonType
+from schema.property.types import OrgUnitType
+
+UserKind = strawberry.enum(models.UserKind, name="UserKind")
+
+
+@strawberry.type
+class RoleAssignment:
+    role: str = strawberry.field(description="Lower-case role name, e.g. `manager`.")
+    org_unit: OrgUnitType
+
+
+@orm_type(notification_models.Notification, name="Notification")
+class NotificationType(Node):
+    kind: str
+    title: str
+    body: str
+    created_at: dt.datetime
+    read_at: dt.datetime | None
+
+
+class NotificationStatus(enum.Enum):
+    ALL = "all"
+    UNREAD = "unread"
+
+
+strawberry.enum(NotificationStatus, name="NotificationStatus")
+
+
+@orm_type(models.User, name="Viewer", description="The account making the request.")
+class ViewerType:
+    username: str
+    kind: UserKind
+    display_name: str
+
+    @strawberry.field
+    @staticmethod
+    def id(root: strawberry.Parent[models.User]) -> strawberry.ID:
+        return strawberry.ID(root.gid)
+
+    @strawberry.field(description="The resident's own person; null for staff.")
+    @staticmethod
+    async def person(root: strawberry.Parent[models.User], info: Info) -> PersonType | None:
+        if root.person_id is None:
+            return None
+        from backend.people.models import Person
+        from schema.core.resolving import get_scoped
+
+        return await get_scoped(info, Person, root.person_id)  # type: ignore[return-value]
+
+    @strawberry.field
+    @staticmethod
+    async def roles(root: strawberry.Parent[models.User], info: Info) -> list[RoleAssignment]:
+        return [RoleAssignment(role=r, org_unit=o) for r, o in await role_assignments(info.context.session, root.id)]  # type: ignore[arg-type]
+
+    @strawberry.field(description="The viewer's in-app notifications, newest last.")
+    @staticmethod
+    async def notifications(
+        root: strawberry.Parent[models.User],
+        info: Info,
+        first: int | None = 20,
+        after: str | None = None,
+        status: NotificationStatus = NotificationStatus.ALL,
+    ) -> Connection[NotificationType]:
+        statement = select(notification_models.Notification)
+        if status is NotificationStatus.UNREAD:
+            statement = statement.where(notification_models.Notification.read_at.is_(None))
+        return await scoped_connection(info, notification_models.Notification, statement, first=first, after=after)
+
+    @strawberry.field
+    @staticmethod
+    async def unread_notification_count(root: strawberry.Parent[models.User], info: Info) -> int:
+        return await unread_count(info.context.session, root.id)

@@ -1,0 +1,155 @@
+"""DataLoaders for every relation, and the look-ahead that preloads what a query selects.
+
+Root resolvers call :func:`load_options` so that a list and everything it nests arrive in a
+fixed number of statements. Anything not preloaded (a relation reached some other way) is
+fetched by the default field resolver through the per-request DataLoaders below, one batched
+statement per relation. Collections go through the same row scopes as root lists.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import ColumnElement, and_, inspect, or_, select
+from sqlalchemy.exc import InvalidRequestError
+from sqlalchemy.orm import RelationshipProperty, joinedload, selectinload
+from sqlalchemy.orm.strategy_options import _AbstractLoad
+from strawberry.dataloader import DataLoader
+from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField, Selection
+
+from authz.scopes import predicate
+from backend.people.models import Occupancy
+
+if TYPE_CHECKING:
+    from schema.core.context import Context
+
+
+def active_occupancy() -> ColumnElement[bool]:
+    today = dt.date.today()
+    return and_(Occupancy.start_date <= today, or_(Occupancy.end_date.is_(None), Occupancy.end_date > today))
+
+
+@dataclass(frozen=True, slots=True)
+class Relation:
+    """A GraphQL field backed by an ORM relationship."""
+
+    attribute: str
+    only_active: bool = False  # occupancies: current ones only
+
+
+# (ORM model, GraphQL field name) → relation. Kept next to the types that expose them.
+RELATIONS: dict[tuple[type[Any], str], Relation] = {}
+
+
+def register_relation(model: type[Any], graphql_name: str, relation: Relation) -> None:
+    RELATIONS[(model, graphql_name)] = relation
+
+
+def _fields(selections: Iterable[Selection]) -> Iterable[SelectedField]:
+    for selection in selections:
+        if isinstance(selection, SelectedField):
+            yield selection
+        elif isinstance(selection, (FragmentSpread, InlineFragment)):
+            yield from _fields(selection.selections)
+
+
+def _extra_criteria(ctx: Context, target: type[Any], relation: Relation) -> ColumnElement[bool]:
+    criteria = predicate(target, ctx.permissions)
+    if relation.only_active:
+        criteria = and_(criteria, active_occupancy())
+    return criteria
+
+
+def load_options(ctx: Context, model: type[Any], selections: Iterable[Selection]) -> list[_AbstractLoad]:
+    """Loader options for the relations selected under ``model``, recursively.
+
+    Many-to-one relations are joined into the same statement; collections are loaded with
+    one SELECT … IN per level, filtered by the caller's row scope.
+    """
+    options: list[_AbstractLoad] = []
+    for selected in _fields(selections):
+        relation = RELATIONS.get((model, selected.name))
+        if relation is None:
+            # Connections and edges: look through to the node.
+            if selected.name in ("edges", "node"):
+                options.extend(load_options(ctx, model, selected.selections))
+            continue
+        prop: RelationshipProperty[Any] = inspect(model).relationships[relation.attribute]
+        attr = getattr(model, relation.attribute)
+        target = prop.mapper.class_
+        if prop.uselist:
+            option = selectinload(attr.and_(_extra_criteria(ctx, target, relation)))
+        else:
+            option = joinedload(attr, innerjoin=not _nullable(prop))
+        children = load_options(ctx, target, selected.selections)
+        options.append(option.options(*children) if children else option)
+    return options
+
+
+def _nullable(prop: RelationshipProperty[Any]) -> bool:
+    return any(column.nullable for column in prop.local_columns)
+
+
+class Loaders:
+    """Per-request DataLoaders, one per (model, relationship), created on first use."""
+
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+        self._loaders: dict[tuple[type[Any], str], DataLoader[Any, Any]] = {}
+
+    def for_relation(self, model: type[Any], attribute: str) -> DataLoader[Any, Any]:
+        key = (model, attribute)
+        loader = self._loaders.get(key)
+        if loader is None:
+            prop: RelationshipProperty[Any] = inspect(model).relationships[attribute]
+            loader = DataLoader(load_fn=self._batch(prop))
+            self._loaders[key] = loader
+        return loader
+
+    def _batch(self, prop: RelationshipProperty[Any]) -> Any:
+        ctx = self._ctx
+        target = prop.mapper.class_
+        relation = next(
+            (r for (m, _), r in RELATIONS.items() if m is prop.parent.class_ and r.attribute == prop.key), None
+        )
+        ((_local, remote),) = prop.local_remote_pairs
+        remote_key = str(remote.key)
+
+        async def load(keys: Sequence[Any]) -> list[Any]:
+            statement = select(target).where(remote.in_(keys))
+            if prop.uselist:
+                criteria = _extra_criteria(ctx, target, relation or Relation(prop.key))
+                rows = (
+                    await ctx.session.scalars(statement.where(criteria).order_by(*target.__mapper__.primary_key))
+                ).all()
+                grouped: dict[Any, list[Any]] = defaultdict(list)
+                for row in rows:
+                    grouped[getattr(row, remote_key)].append(row)
+                return [grouped.get(key, []) for key in keys]
+            by_key = {getattr(row, remote_key): row for row in (await ctx.session.scalars(statement)).all()}
+            return [by_key.get(key) for key in keys]
+
+        return load
+
+
+def resolve_attribute(source: Any, name: str) -> object:
+    """The schema's default resolver: a plain attribute read, or a batched load of a relation
+    that was not preloaded (SQLAlchemy refuses the lazy load with ``lazy="raise"``)."""
+    try:
+        return getattr(source, name)
+    except InvalidRequestError:
+        from schema.core.context import current_loaders
+
+        loaders = current_loaders.get()
+        if loaders is None:
+            raise
+        prop: RelationshipProperty[Any] = inspect(type(source)).relationships[name]
+        ((local, _remote),) = prop.local_remote_pairs
+        key = getattr(source, str(local.key))
+        if key is None:
+            return None
+        return loaders.for_relation(type(source), name).load(key)

@@ -1,0 +1,83 @@
+"""Shared resolver steps: scoped reads with look-ahead loading, by-id lookups, connections."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import strawberry
+from sqlalchemy import Select, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from strawberry.types.nodes import SelectedField
+
+from authz.scopes import scoped
+from schema.core.context import Context
+from schema.core.loaders import load_options
+from schema.core.relay import Connection, paginate
+
+M = TypeVar("M")
+
+Info = strawberry.Info[Context, None]
+
+
+def _selections(info: Info) -> list[Any]:
+    return info.selected_fields[0].selections if info.selected_fields else []
+
+
+def wants(info: Info, name: str) -> bool:
+    return any(isinstance(s, SelectedField) and s.name == name for s in _selections(info))
+
+
+async def scoped_connection(
+    info: Info,
+    model: type[Any],
+    statement: Select[Any] | None = None,
+    *,
+    first: int | None,
+    after: str | None,
+) -> Connection[Any]:
+    ctx = info.context
+    base = scoped(statement if statement is not None else select(model), model, ctx.permissions)
+    page = base.options(*load_options(ctx, model, _selections(info)))
+    return await paginate(
+        ctx.session,
+        page,
+        model.id,
+        first=first,
+        after=after,
+        count_statement=base if wants(info, "totalCount") else None,
+    )
+
+
+async def get_scoped(info: Info, model: type[M], pk: int | None, *, action: str = "read") -> M | None:
+    """The object if it exists and the caller may see it; ``None`` otherwise (never "forbidden")."""
+    if pk is None:
+        return None
+    ctx = info.context
+    statement = scoped(select(model).where(model.id == pk), model, ctx.permissions, action)  # type: ignore[attr-defined]
+    statement = statement.options(*load_options(ctx, model, _selections(info)))
+    return (await ctx.session.scalars(statement)).unique().one_or_none()
+
+
+async def reload_for_payload(info: Info, model: type[M], pk: int, field: str) -> M | None:
+    """Re-read an object a mutation wrote, with what the payload's ``field`` selects preloaded."""
+    ctx = info.context
+    selections: list[Any] = []
+    for selected in _selections(info):
+        if isinstance(selected, SelectedField) and selected.name == field:
+            selections = selected.selections
+    statement = scoped(select(model).where(model.id == pk), model, ctx.permissions)  # type: ignore[attr-defined]
+    statement = statement.options(*load_options(ctx, model, selections)).execution_options(populate_existing=True)
+    return (await ctx.session.scalars(statement)).unique().one_or_none()
+
+
+@asynccontextmanager
+async def unit_of_work(ctx: Context) -> AsyncIterator[AsyncSession]:
+    """Commit the request's transaction (reads included) on success, roll back on any error."""
+    try:
+        yield ctx.session
+        await ctx.session.commit()
+    except BaseException:
+        await ctx.session.rollback()
+        raise

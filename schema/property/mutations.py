@@ -1,0 +1,192 @@
+"""Mutations of the property domain: estates, buildings, the unit wizard and unit import."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import strawberry
+from sqlalchemy import select
+from strawberry.file_uploads import Upload
+
+from authz.scopes import scoped
+from backend.property import models, service
+from backend.property.errors import PropertyError, PropertyErrorCode
+from schema.core.errors import Forbidden, UserError, user_error
+from schema.core.relay import try_decode_id
+from schema.core.resolving import Info, get_scoped, reload_for_payload, unit_of_work
+from schema.property.types import BuildingType, EstateType, UnitType, UnitUsage
+
+
+def _require(info: Info, obj: str, act: str, path: str) -> None:
+    if not info.context.permissions.allows_at(obj, act, path):
+        raise Forbidden()
+
+
+@strawberry.input
+class CreateEstateInput:
+    office_id: strawberry.ID
+    code: str
+    name: str
+    address: str = ""
+
+
+@strawberry.type
+class CreateEstatePayload:
+    estate: EstateType | None = None
+    errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class CreateBuildingInput:
+    estate_id: strawberry.ID
+    code: str
+    name: str = ""
+    floors: int | None = None
+    entrances: int = 1
+
+
+@strawberry.type
+class CreateBuildingPayload:
+    building: BuildingType | None = None
+    errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.input(description="The 房间生成向导: every unit of a building's entrances × floors × units per floor.")
+class GenerateUnitsInput:
+    building_id: strawberry.ID
+    entrances: list[str] = strawberry.field(description='Entrance codes, e.g. ["1", "2"]; created if missing.')
+    from_floor: int
+    to_floor: int
+    units_per_floor: int
+    building_area: Decimal
+    inner_area: Decimal
+    usage: UnitUsage = UnitUsage.RESIDENTIAL  # type: ignore[assignment]
+    number_format: str = strawberry.field(
+        default="{building}-{entrance}-{floor}{number:02d}",
+        description="Python format with {building}, {entrance}, {floor}, {number}.",
+    )
+    skip_floors: list[int] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class GenerateUnitsPayload:
+    created_count: int = 0
+    units: list[UnitType] = strawberry.field(default_factory=list)
+    errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.input(description="A CSV or XLSX file of units, all-or-nothing.")
+class ImportUnitsInput:
+    estate_id: strawberry.ID
+    file: Upload
+
+
+@strawberry.type
+class ImportUnitsPayload:
+    created_count: int = 0
+    errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+def _property_error(exc: PropertyError) -> UserError:
+    return user_error(exc.code, exc.message, exc.field)
+
+
+@strawberry.type
+class PropertyMutation:
+    @strawberry.mutation(description="Create an estate under a management office. Needs `Estate create` there.")
+    async def create_estate(self, info: Info, input: CreateEstateInput) -> CreateEstatePayload:
+        ctx = info.context
+        principal = ctx.require_principal()
+        if not ctx.permissions.anywhere("Estate", "create"):
+            raise Forbidden()
+        office = await get_scoped(info, models.OrgUnit, try_decode_id(input.office_id, "OrgUnit"))
+        if office is None:
+            return CreateEstatePayload(errors=[user_error(PropertyErrorCode.NOT_FOUND, "No such office.", "officeId")])
+        _require(info, "Estate", "create", office.path)
+        try:
+            async with unit_of_work(ctx):
+                estate = await service.create_estate(
+                    session=ctx.session,
+                    office=office,
+                    code=input.code,
+                    name=input.name,
+                    address=input.address,
+                    actor_id=principal.user_id,
+                    request_id=ctx.request_id,
+                )
+        except PropertyError as exc:
+            return CreateEstatePayload(errors=[_property_error(exc)])
+        return CreateEstatePayload(estate=await reload_for_payload(info, models.Estate, estate.id, "estate"))
+
+    @strawberry.mutation(description="Add a building (and its entrances) to an estate. Needs `Building create`.")
+    async def create_building(self, info: Info, input: CreateBuildingInput) -> CreateBuildingPayload:
+        ctx = info.context
+        principal = ctx.require_principal()
+        if not ctx.permissions.anywhere("Building", "create"):
+            raise Forbidden()
+        estate = await get_scoped(info, models.Estate, try_decode_id(input.estate_id, "Estate"))
+        if estate is None:
+            return CreateBuildingPayload(
+                errors=[user_error(PropertyErrorCode.NOT_FOUND, "No such estate.", "estateId")]
+            )
+        _require(info, "Building", "create", estate.org_path)
+        try:
+            async with unit_of_work(ctx):
+                building = await service.create_building(
+                    session=ctx.session,
+                    estate=estate,
+                    code=input.code,
+                    name=input.name,
+                    floors=input.floors,
+                    entrances=input.entrances,
+                    actor_id=principal.user_id,
+                    request_id=ctx.request_id,
+                )
+        except PropertyError as exc:
+            return CreateBuildingPayload(errors=[_property_error(exc)])
+        return CreateBuildingPayload(building=await reload_for_payload(info, models.Building, building.id, "building"))
+
+    @strawberry.mutation(description="Generate a building's units in one go. Needs `Unit create`; all-or-nothing.")
+    async def generate_units(self, info: Info, input: GenerateUnitsInput) -> GenerateUnitsPayload:
+        ctx = info.context
+        principal = ctx.require_principal()
+        if not ctx.permissions.anywhere("Unit", "create"):
+            raise Forbidden()
+        building = await get_scoped(info, models.Building, try_decode_id(input.building_id, "Building"))
+        if building is None:
+            return GenerateUnitsPayload(
+                errors=[user_error(PropertyErrorCode.NOT_FOUND, "No such building.", "buildingId")]
+            )
+        estate = await ctx.session.get(models.Estate, building.estate_id)
+        assert estate is not None
+        _require(info, "Unit", "create", estate.org_path)
+        plan = service.UnitPlan(
+            entrances=[e.strip() for e in input.entrances],
+            floor_from=input.from_floor,
+            floor_to=input.to_floor,
+            units_per_floor=input.units_per_floor,
+            building_area=input.building_area,
+            inner_area=input.inner_area,
+            usage=input.usage,  # type: ignore[arg-type]
+            number_format=input.number_format,
+            skip_floors=tuple(input.skip_floors),
+        )
+        try:
+            async with unit_of_work(ctx):
+                ids = await service.generate_units(
+                    session=ctx.session,
+                    building=building,
+                    plan=plan,
+                    actor_id=principal.user_id,
+                    request_id=ctx.request_id,
+                )
+        except PropertyError as exc:
+            return GenerateUnitsPayload(errors=[_property_error(exc)])
+        units = (
+            await ctx.session.scalars(
+                scoped(select(models.Unit).where(models.Unit.id.in_(ids[:100])), models.Unit, ctx.permissions).order_by(
+                    models.Unit.id
+                )
+            )
+        ).all()
+        return GenerateUnitsPayload(created_count=len(ids), units=list(units))

@@ -1,0 +1,33 @@
+"""What a worker process holds: database, Redis, the events bus."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from backend.db import make_engine, make_sessionmaker
+from backend.events import EventBus, RedisEventBus
+from backend.settings import Settings
+
+
+@dataclass(slots=True)
+class WorkerRuntime:
+    settings: Settings
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    redis: Redis
+    bus: EventBus
+
+    @classmethod
+    def build(cls, settings: Settings) -> WorkerRuntime:
+        if not settings.database_url or not settings.redis_url:
+            raise RuntimeError("WUYE_DATABASE_URL and WUYE_REDIS_URL are required.")
+        engine = make_engine(settings.database_url, pool_size=5)
+        redis = Redis.from_url(settings.redis_url)
+        return cls(settings, engine, make_sessionmaker(engine), redis, RedisEventBus(redis))
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+        await self.engine.dispose()

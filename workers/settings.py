@@ -1,0 +1,45 @@
+"""arq WorkerSettings for `wuye worker`: tasks, cron jobs, and the outbox relay alongside."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, ClassVar
+
+from arq.connections import RedisSettings
+
+from backend.settings import get_settings
+from workers import tasks
+from workers.relay import run_relay
+from workers.runtime import WorkerRuntime
+
+
+async def startup(ctx: dict[str, Any]) -> None:
+    runtime = WorkerRuntime.build(get_settings())
+    ctx["runtime"] = runtime
+    ctx["relay"] = asyncio.ensure_future(run_relay(runtime, ctx["redis"]))
+
+
+async def shutdown(ctx: dict[str, Any]) -> None:
+    relay = ctx.get("relay")
+    if relay is not None:
+        relay.cancel()
+    runtime: WorkerRuntime | None = ctx.get("runtime")
+    if runtime is not None:
+        await runtime.close()
+
+
+def redis_settings() -> RedisSettings:
+    url = get_settings().redis_url
+    if not url:
+        raise RuntimeError("WUYE_REDIS_URL is required.")
+    return RedisSettings.from_dsn(url)
+
+
+class WorkerSettings:
+    functions: ClassVar[list[Any]] = [tasks.deliver_notification, tasks.notify_announcement]
+    cron_jobs: ClassVar[list[Any]] = []
+    on_startup = startup
+    on_shutdown = shutdown
+    max_tries = 5
+    keep_result = 3600
+    handle_signals = True

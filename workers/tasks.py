@@ -1,0 +1,62 @@
+"""arq tasks. Each is idempotent and calls the domain services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from sqlalchemy import select
+
+from backend.accounts.models import User, UserKind
+from backend.notifications import service as notifications
+from backend.notifications.models import Announcement, AnnouncementEstate, Notification
+from backend.people.models import Occupancy
+from backend.property.models import Unit
+from workers.runtime import WorkerRuntime
+
+log = structlog.get_logger(__name__)
+
+
+async def deliver_notification(ctx: dict[str, Any], *, notification_id: int) -> str:
+    """Push a committed notification to the viewer's live subscriptions (and later SMS/push)."""
+    runtime: WorkerRuntime = ctx["runtime"]
+    async with runtime.sessionmaker() as session:
+        notification = await session.get(Notification, notification_id)
+    if notification is None:
+        return "missing"
+    await runtime.bus.publish(f"{notifications.NOTIFICATION_CHANNEL}:{notification.user_id}", {"id": notification.id})
+    return "delivered"
+
+
+async def notify_announcement(ctx: dict[str, Any], *, announcement_id: int) -> int:
+    """One in-app notification per resident of the announcement's estates (deduplicated)."""
+    runtime: WorkerRuntime = ctx["runtime"]
+    async with runtime.sessionmaker() as session, session.begin():
+        announcement = await session.get(Announcement, announcement_id)
+        if announcement is None:
+            return 0
+        user_ids = (
+            await session.scalars(
+                select(User.id)
+                .distinct()
+                .join(Occupancy, Occupancy.person_id == User.person_id)
+                .join(Unit, Unit.id == Occupancy.unit_id)
+                .join(AnnouncementEstate, AnnouncementEstate.estate_id == Unit.estate_id)
+                .where(
+                    AnnouncementEstate.announcement_id == announcement_id,
+                    User.kind == UserKind.RESIDENT,
+                    Occupancy.end_date.is_(None),
+                )
+            )
+        ).all()
+        for user_id in user_ids:
+            await notifications.notify(
+                session,
+                user_id=user_id,
+                kind="announcement",
+                title=announcement.title,
+                body=announcement.body[:500],
+                data={"announcementId": announcement.id},
+                dedup_key=f"announcement:{announcement.id}:{user_id}",
+            )
+    return len(user_ids)
