@@ -32,7 +32,7 @@ from schema.notifications.types import AnnouncementType
 from schema.people.mutations import PeopleMutation
 from schema.people.queries import PeopleQuery
 from schema.people.types import OccupancyType, PersonType
-from schema.property.mutations import PropertyMutation
+from schema.property.mutations import PropertyImportMutation, PropertyMutation
 from schema.property.queries import PropertyQuery
 from schema.property.types import BuildingType, EntranceType, EstateType, OrgUnitType, UnitType
 
@@ -68,7 +68,9 @@ class CoreQuery:
 
 
 Query = merge_types("Query", (CoreQuery, PropertyQuery, PeopleQuery, NotificationsQuery))
-Mutation = merge_types("Mutation", (AccountsMutation, PropertyMutation, PeopleMutation, NotificationsMutation))
+Mutation = merge_types(
+    "Mutation", (AccountsMutation, PropertyMutation, PropertyImportMutation, PeopleMutation, NotificationsMutation)
+)
 Subscription = merge_types("Subscription", (NotificationsSubscription,))
 
 TYPES = [

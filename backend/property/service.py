@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backend.audit import service as audit
 from backend.property.errors import PropertyError, PropertyErrorCode
 from backend.property.models import Building, Entrance, Estate, OrgUnit, OrgUnitKind, Unit, UnitStatus, UnitUsage
+from backend.property.unit_import import ImportRow
 
 MAX_GENERATED_UNITS = 5000
 _CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9\-]{0,31}$")
@@ -183,3 +184,79 @@ async def generate_units(
         detail={"count": len(ids)},
     )
     return ids
+
+
+async def import_units(
+    *,
+    session: AsyncSession,
+    estate: Estate,
+    rows: list[ImportRow],
+    actor_id: int,
+    request_id: str | None,
+) -> list[tuple[int, str]]:
+    """Create every row's unit (and missing buildings and entrances) or nothing.
+
+    Returns (row number, message) problems found against the database, e.g. codes that
+    exist already; the caller rolls back when there are any.
+    """
+    problems: list[tuple[int, str]] = []
+    existing = set(
+        (
+            await session.scalars(
+                select(Unit.code).where(Unit.estate_id == estate.id, Unit.code.in_([r.code for r in rows]))
+            )
+        ).all()
+    )
+    problems += [(r.row_number, f"Unit {r.code} exists already.") for r in rows if r.code in existing]
+    if problems:
+        return problems
+    buildings = {b.code: b for b in (await session.scalars(select(Building).where(Building.estate_id == estate.id)))}
+    for code in sorted({r.building_code for r in rows} - buildings.keys()):
+        building = Building(estate_id=estate.id, code=code, name=f"{code}号楼")
+        session.add(building)
+        buildings[code] = building
+    await session.flush()
+    entrances = {
+        (e.building_id, e.code): e
+        for e in await session.scalars(
+            select(Entrance).where(Entrance.building_id.in_([b.id for b in buildings.values()]))
+        )
+    }
+    for building_code, entrance_code in sorted(
+        {(r.building_code, r.entrance_code) for r in rows if r.entrance_code is not None}
+    ):
+        key = (buildings[building_code].id, entrance_code)
+        if key not in entrances:
+            entrance = Entrance(building_id=key[0], code=entrance_code, name=f"{entrance_code}单元")
+            session.add(entrance)
+            entrances[key] = entrance
+    await session.flush()
+    await session.execute(
+        insert(Unit),
+        [
+            {
+                "estate_id": estate.id,
+                "building_id": buildings[r.building_code].id,
+                "entrance_id": entrances[(buildings[r.building_code].id, r.entrance_code)].id
+                if r.entrance_code is not None
+                else None,
+                "code": r.code,
+                "floor": r.floor,
+                "building_area": r.building_area,
+                "inner_area": r.inner_area,
+                "usage": r.usage,
+                "status": UnitStatus.VACANT,
+            }
+            for r in rows
+        ],
+    )
+    await audit.record(
+        session,
+        actor_user_id=actor_id,
+        action="units.import",
+        target_type="Estate",
+        target_id=estate.id,
+        request_id=request_id,
+        detail={"count": len(rows)},
+    )
+    return []

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import cast
 
 import strawberry
 from sqlalchemy import select
+from starlette.datastructures import UploadFile
 from strawberry.file_uploads import Upload
 
 from authz.scopes import scoped
@@ -190,3 +192,64 @@ class PropertyMutation:
             )
         ).all()
         return GenerateUnitsPayload(created_count=len(ids), units=list(units))
+
+
+MAX_IMPORT_BYTES = 5 * 1024 * 1024
+
+
+@strawberry.type
+class PropertyImportMutation:
+    @strawberry.mutation(
+        description="Import units from a CSV or XLSX file (multipart upload). Every row is checked; any error "
+        "imports nothing and lists every problem by row. Needs `Unit create`."
+    )
+    async def import_units(self, info: Info, input: ImportUnitsInput) -> ImportUnitsPayload:
+        from backend.property.unit_import import parse_unit_file
+
+        ctx = info.context
+        principal = ctx.require_principal()
+        if not ctx.permissions.anywhere("Unit", "create"):
+            raise Forbidden()
+        estate = await get_scoped(info, models.Estate, try_decode_id(input.estate_id, "Estate"))
+        if estate is None:
+            return ImportUnitsPayload(errors=[user_error(PropertyErrorCode.NOT_FOUND, "No such estate.", "estateId")])
+        _require(info, "Unit", "create", estate.org_path)
+        upload = cast(UploadFile, input.file)  # the multipart parser hands over Starlette uploads
+        content = await upload.read(MAX_IMPORT_BYTES + 1)
+        if len(content) > MAX_IMPORT_BYTES:
+            return ImportUnitsPayload(
+                errors=[user_error(PropertyErrorCode.IMPORT_INVALID, "The file is larger than 5 MiB.", "file")]
+            )
+        parsed = parse_unit_file(content, upload.filename or "")
+        if parsed.errors:
+            return ImportUnitsPayload(
+                errors=[
+                    user_error(e.code, f"row {e.row_number}: {e.message}" if e.row_number else e.message, e.field)
+                    for e in parsed.errors
+                ]
+            )
+        try:
+            async with unit_of_work(ctx):
+                problems = await service.import_units(
+                    session=ctx.session,
+                    estate=estate,
+                    rows=parsed.rows,
+                    actor_id=principal.user_id,
+                    request_id=ctx.request_id,
+                )
+                if problems:
+                    raise _ImportRejected(problems)
+        except _ImportRejected as rejected:
+            return ImportUnitsPayload(
+                errors=[
+                    user_error(PropertyErrorCode.DUPLICATE_CODE, f"row {row}: {message}", "file")
+                    for row, message in rejected.problems
+                ]
+            )
+        return ImportUnitsPayload(created_count=len(parsed.rows))
+
+
+class _ImportRejected(Exception):
+    def __init__(self, problems: list[tuple[int, str]]) -> None:
+        super().__init__("import rejected")
+        self.problems = problems
