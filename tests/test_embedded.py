@@ -319,7 +319,7 @@ def test_a_taken_port_fails_with_a_clear_error_and_leaves_nothing_running(scratc
         for server, needle in (
             (EmbeddedRedis(), "redis-server exited"),
             (EmbeddedBroker(), "mqtt broker exited"),
-            (EmbeddedPostgres(), "postgres failed to start"),
+            (EmbeddedPostgres(), "postgres exited"),
         ):
             with pytest.raises(EmbeddedServerError, match=needle) as caught:
                 server.start(scratch, port=taken, timeout=20)
@@ -383,7 +383,11 @@ async def test_serve_command_stops_everything_on_sigterm(scratch: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 30) == 128 + signal.SIGTERM
     finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        if proc.returncode is None:  # a failed assertion above: still stop it cleanly
+            proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), 30)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
     _assert_all_gone(pids, ports, data_dir)

@@ -78,6 +78,7 @@ class Building(Base):
 
     estate: Mapped[Estate] = relationship(back_populates="buildings", lazy="raise")
     entrances: Mapped[list[Entrance]] = relationship(back_populates="building", lazy="raise", order_by="Entrance.id")
+    units: Mapped[list[Unit]] = relationship(lazy="raise", order_by="Unit.id", viewonly=True)
 
     __table_args__ = (UniqueConstraint("estate_id", "code"),)
 

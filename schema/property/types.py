@@ -45,6 +45,7 @@ class BuildingType(Node):
     floors: int | None
     estate: EstateType
     entrances: list[EntranceType]
+    units: list[UnitType] = strawberry.field(description="The building's units the caller may see, by id.")
 
 
 @orm_type(models.Entrance, name="Entrance", description="A stairwell entrance (单元) of a building.")
@@ -76,6 +77,7 @@ register_relation(models.Estate, "office", Relation("org_unit"))
 register_relation(models.Estate, "buildings", Relation("buildings"))
 register_relation(models.Building, "estate", Relation("estate"))
 register_relation(models.Building, "entrances", Relation("entrances"))
+register_relation(models.Building, "units", Relation("units"))
 register_relation(models.Entrance, "building", Relation("building"))
 register_relation(models.Unit, "building", Relation("building"))
 register_relation(models.Unit, "entrance", Relation("entrance"))
