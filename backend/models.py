@@ -1,9 +1,11 @@
 """Imports every model so that ``Base.metadata`` is complete (Alembic, tests)."""
 
 from authz.models import CasbinRule
+from backend.access.models import Credential
 from backend.accounts.models import RefreshToken, User
 from backend.audit.models import AuditEntry
 from backend.db import Base
+from backend.devices.models import Device
 from backend.notifications.models import Announcement, AnnouncementEstate, Notification
 from backend.outbox import OutboxMessage
 from backend.people.models import Occupancy, Person
@@ -16,6 +18,8 @@ __all__ = [
     "Base",
     "Building",
     "CasbinRule",
+    "Credential",
+    "Device",
     "Entrance",
     "Estate",
     "Notification",

@@ -25,8 +25,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from authz.models import CasbinRule
 from backend import demo_names
+from backend.access.models import Credential, CredentialKind
 from backend.accounts.models import User, UserKind
 from backend.accounts.passwords import hash_password
+from backend.devices.models import Device, DeviceKind
 from backend.people.models import Occupancy, OccupancyRole, Person
 from backend.property.models import (
     Building,
@@ -77,6 +79,8 @@ class SeedReport:
     occupancies: SeedCount = field(default_factory=SeedCount)
     users: SeedCount = field(default_factory=SeedCount)
     role_grants: SeedCount = field(default_factory=SeedCount)
+    devices: SeedCount = field(default_factory=SeedCount)
+    credentials: SeedCount = field(default_factory=SeedCount)
 
     def counts(self) -> dict[str, SeedCount]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -575,7 +579,58 @@ async def seed_demo(session: AsyncSession) -> SeedReport:
         await _ensure_people(session, estate, plan, unit_ids, report)
     users = await _ensure_users(session, report)
     await _ensure_role_grants(session, users, org_units, estate_paths, report)
+    await _ensure_devices(session, report)
+    await _ensure_credentials(session, users, report)
     return report
+
+
+# The demo devices of CONTRACT.md: (device id, estate, kind, name, location).
+DEMO_DEVICES = (
+    ("DEMO-A-SMOKE-01", "DEMO-A", DeviceKind.SMOKE_DETECTOR, "烟感 1号楼1单元", "1号楼1单元 1层大堂"),
+    ("DEMO-A-TEMP-01", "DEMO-A", DeviceKind.TEMPERATURE_SENSOR, "水泵房温度", "地下一层水泵房"),
+    ("DEMO-A-GATE-01", "DEMO-A", DeviceKind.GATE_CONTROLLER, "南门门禁", "南门人行通道"),
+    ("DEMO-C-LEAK-01", "DEMO-C", DeviceKind.WATER_LEAK_DETECTOR, "水浸 地下车库", "地下车库集水井"),
+)
+# owner.a1's door card.
+DEMO_CREDENTIAL = ("owner.a1", CredentialKind.CARD, "A1000001")
+
+
+async def _ensure_devices(session: AsyncSession, report: SeedReport) -> None:
+    existing = set(
+        await session.scalars(select(Device.device_id).where(Device.device_id.in_([d[0] for d in DEMO_DEVICES])))
+    )
+    estates = {e.code: e.id for e in await session.scalars(select(Estate))}
+    for device_id, estate_code, kind, name, location in DEMO_DEVICES:
+        if device_id in existing:
+            report.devices.existing += 1
+            continue
+        session.add(
+            Device(device_id=device_id, estate_id=estates[estate_code], kind=kind, name=name, location=location)
+        )
+        report.devices.created += 1
+    await session.flush()
+
+
+async def _ensure_credentials(session: AsyncSession, users: dict[str, User], report: SeedReport) -> None:
+    username, kind, identifier = DEMO_CREDENTIAL
+    found = await session.scalar(
+        select(Credential.id).where(Credential.kind == kind, Credential.identifier == identifier)
+    )
+    if found is not None:
+        report.credentials.existing += 1
+        return
+    person_id = users[username].person_id
+    assert person_id is not None
+    session.add(
+        Credential(
+            person_id=person_id,
+            kind=kind,
+            identifier=identifier,
+            valid_from=dt.datetime.combine(LATEST_DATE, dt.time(), dt.UTC),
+        )
+    )
+    await session.flush()
+    report.credentials.created += 1
 
 
 async def _ensure_org_tree(session: AsyncSession, report: SeedReport) -> dict[str, OrgUnit]:

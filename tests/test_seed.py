@@ -18,9 +18,11 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from authz.models import CasbinRule
+from backend.access.models import Credential, CredentialKind
 from backend.accounts.models import User, UserKind
 from backend.accounts.passwords import verify_password
 from backend.db import make_engine, make_sessionmaker, transaction
+from backend.devices.models import Device
 from backend.migrate import upgrade
 from backend.people.models import Occupancy, OccupancyRole, Person
 from backend.property.models import Building, Entrance, Estate, OrgUnit, OrgUnitKind, Unit, UnitUsage
@@ -317,3 +319,28 @@ def test_the_plan_is_deterministic() -> None:
 
     # then
     assert first == second
+
+
+async def test_contract_devices_and_card_credential_exist(demo: SeededDemo) -> None:
+    # given the seeded demo
+    async with demo.sessionmaker() as session:
+        # when
+        devices = {
+            d.device_id: estate
+            for d, estate in (await session.execute(select(Device, Estate.code).join(Estate))).tuples()
+        }
+        card = await session.scalar(
+            select(Credential).where(Credential.kind == CredentialKind.CARD, Credential.identifier == "A1000001")
+        )
+        owner = await session.scalar(select(User).where(User.username == "owner.a1"))
+    # then
+    assert devices == {
+        "DEMO-A-SMOKE-01": "DEMO-A",
+        "DEMO-A-TEMP-01": "DEMO-A",
+        "DEMO-A-GATE-01": "DEMO-A",
+        "DEMO-C-LEAK-01": "DEMO-C",
+    }
+    assert card is not None
+    assert owner is not None
+    assert card.person_id == owner.person_id
+    assert card.reference == "card:A1000001"
