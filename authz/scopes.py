@@ -12,12 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, and_, exists, false, or_, select
+from sqlalchemy import ColumnElement, Select, String, and_, cast, exists, false, literal, or_, select
 
+from authz.models import CasbinRule
 from authz.principal import Permissions, Principal
+from backend.accounts.models import User
 from backend.notifications.models import Announcement, AnnouncementEstate, Notification
 from backend.people.models import Occupancy, Person
-from backend.property.models import Building, Estate, OrgUnit, Unit
+from backend.property.models import Building, Entrance, Estate, OrgUnit, Unit
 
 S = TypeVar("S", bound=Select[Any])
 
@@ -69,6 +71,12 @@ RULES: dict[type[Any], RowRule] = {
         staff=lambda d: Building.estate_id.in_(estates_under(d)),
         own=lambda p: Building.id.in_(select(Unit.building_id).where(Unit.id.in_(own_unit_ids(p)))),
     ),
+    # An entrance is part of its building: whoever may read the building reads its entrances.
+    Entrance: RowRule(
+        "Building",
+        staff=lambda d: Entrance.building_id.in_(select(Building.id).where(Building.estate_id.in_(estates_under(d)))),
+        own=lambda p: Entrance.id.in_(select(Unit.entrance_id).where(Unit.id.in_(own_unit_ids(p)))),
+    ),
     Unit: RowRule(
         "Unit",
         staff=lambda d: Unit.estate_id.in_(estates_under(d)),
@@ -102,6 +110,23 @@ RULES: dict[type[Any], RowRule] = {
             ),
             or_(Announcement.expires_at.is_(None), Announcement.expires_at > dt.datetime.now(dt.UTC)),
         ),
+    ),
+    # Staff accounts holding a role under the caller's org units; residents of their estates.
+    User: RowRule(
+        "User",
+        staff=lambda d: or_(
+            exists().where(
+                CasbinRule.ptype == "g",
+                CasbinRule.v0 == literal("u:") + cast(User.id, String),
+                or_(*(CasbinRule.v2.startswith(domain, autoescape=True) for domain in d)),
+            ),
+            exists().where(
+                Occupancy.person_id == User.person_id,
+                Occupancy.unit_id == Unit.id,
+                Unit.estate_id.in_(estates_under(d)),
+            ),
+        ),
+        own=lambda p: User.id == p.user_id,
     ),
     # Notifications are personal: nobody, whatever their role, reads another user's.
     Notification: RowRule("Notification", own=lambda p: Notification.user_id == p.user_id),

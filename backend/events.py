@@ -101,7 +101,7 @@ def publish_after_commit(session: AsyncSession, bus: EventBus, channel: str, eve
         for name, data in events:
             _spawn(bus.publish(name, data))
 
-    def _after_rollback(_sync_session: Any) -> None:
+    def _after_rollback(_sync_session: Any, _previous_transaction: Any) -> None:
         session.info.pop("pending_events", None)
         session.info.pop("events_hooked", None)
 

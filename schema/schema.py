@@ -22,6 +22,7 @@ from backend.people.models import Occupancy, Person
 from backend.property.models import Building, Entrance, Estate, OrgUnit, Unit
 from backend.settings import Settings
 from schema.accounts.mutations import AccountsMutation
+from schema.accounts.queries import AccountsQuery
 from schema.accounts.types import NotificationType, ViewerType
 from schema.core.errors import ErrorMasking
 from schema.core.loaders import resolve_attribute
@@ -46,6 +47,7 @@ NODE_MODELS: dict[str, type[Any]] = {
     "Occupancy": Occupancy,
     "Announcement": Announcement,
     "Notification": Notification,
+    "User": User,
 }
 
 
@@ -67,7 +69,7 @@ class CoreQuery:
         return await get_scoped(info, model, int(pk))  # type: ignore[no-any-return]
 
 
-Query = merge_types("Query", (CoreQuery, PropertyQuery, PeopleQuery, NotificationsQuery))
+Query = merge_types("Query", (CoreQuery, AccountsQuery, PropertyQuery, PeopleQuery, NotificationsQuery))
 Mutation = merge_types(
     "Mutation", (AccountsMutation, PropertyMutation, PropertyImportMutation, PeopleMutation, NotificationsMutation)
 )

@@ -11,9 +11,9 @@ from collections import defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 import pytest_asyncio
-from conftest import Services
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
@@ -75,7 +75,7 @@ async def _row_counts(sessionmaker: async_sessionmaker[AsyncSession]) -> dict[st
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def demo(services: Services) -> AsyncIterator[SeededDemo]:
+async def demo(services: Any) -> AsyncIterator[SeededDemo]:
     name = f"wuye_seed_test_{secrets.token_hex(4)}"
     admin_url = services.database_admin_url
     url = f"{admin_url.rpartition('/')[0]}/{name}"

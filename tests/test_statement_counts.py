@@ -54,7 +54,9 @@ async def test_nested_estates_buildings_units_are_batched(as_user: Any, count_st
     assert len(data["estates"]["edges"]) == 3
     unit_count = sum(len(b["units"]) for e in data["estates"]["edges"] for b in e["node"]["buildings"])
     assert unit_count >= 2000
-    assert count_statements.count <= 4 + math.ceil(unit_count / 500), "\n".join(s[:150] for s in count_statements.statements)
+    assert count_statements.count <= 4 + math.ceil(unit_count / 500), "\n".join(
+        s[:150] for s in count_statements.statements
+    )
 
 
 async def test_resident_nested_paths_stay_inside_their_scope(as_user: Any) -> None:

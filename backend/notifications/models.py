@@ -7,9 +7,10 @@ from typing import Any
 
 from sqlalchemy import DateTime, ForeignKey, Index, String, Text, text
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from backend.db import Base, created_at_column
+from backend.property.models import Estate
 
 
 class Notification(Base):
@@ -42,6 +43,10 @@ class Announcement(Base):
     published_by_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
     published_at: Mapped[dt.datetime] = created_at_column()
     expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+    estates: Mapped[list[Estate]] = relationship(
+        secondary="announcement_estates", lazy="raise", viewonly=True, order_by="Estate.id"
+    )
 
 
 class AnnouncementEstate(Base):

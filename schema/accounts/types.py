@@ -12,6 +12,7 @@ from backend.accounts import models
 from backend.accounts.roles import role_assignments
 from backend.notifications import models as notification_models
 from backend.notifications.service import unread_count
+from schema.core.loaders import Relation, register_relation
 from schema.core.relay import Connection, Node
 from schema.core.resolving import Info, scoped_connection
 from schema.core.types import orm_type
@@ -88,3 +89,22 @@ class ViewerType:
     @staticmethod
     async def unread_notification_count(root: strawberry.Parent[models.User], info: Info) -> int:
         return await unread_count(info.context.session, root.id)
+
+
+@orm_type(models.User, name="User", description="A login account (staff or resident), as staff administer it.")
+class UserType(Node):
+    username: str
+    kind: UserKind
+    display_name: str
+    is_active: bool
+    last_login_at: dt.datetime | None
+    person: PersonType | None
+
+    @strawberry.field(description="The account's role grants.")
+    @staticmethod
+    async def roles(root: strawberry.Parent[models.User], info: Info) -> list[RoleAssignment]:
+        grants = await info.context.loaders.roles_by_user.load(root.id)
+        return [RoleAssignment(role=role, org_unit=org) for role, org in grants]
+
+
+register_relation(models.User, "person", Relation("person"))

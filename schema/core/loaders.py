@@ -9,7 +9,6 @@ statement per relation. Collections go through the same row scopes as root lists
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -101,6 +100,20 @@ class Loaders:
         self._ctx = ctx
         self._loaders: dict[tuple[type[Any], str], DataLoader[Any, Any]] = {}
 
+    @property
+    def roles_by_user(self) -> DataLoader[int, list[tuple[str, Any]]]:
+        loader = self._loaders.get((Loaders, "roles_by_user"))
+        if loader is None:
+            from backend.accounts.roles import role_assignments_of
+
+            async def load(keys: Sequence[int]) -> list[list[tuple[str, Any]]]:
+                grants = await role_assignments_of(self._ctx.session, list(keys))
+                return [grants[key] for key in keys]
+
+            loader = DataLoader(load_fn=load)
+            self._loaders[(Loaders, "roles_by_user")] = loader
+        return loader
+
     def for_relation(self, model: type[Any], attribute: str) -> DataLoader[Any, Any]:
         key = (model, attribute)
         loader = self._loaders.get(key)
@@ -111,27 +124,24 @@ class Loaders:
         return loader
 
     def _batch(self, prop: RelationshipProperty[Any]) -> Any:
+        """Load the relation for a batch of parents in one statement (two for collections),
+        with the same scope filter as the look-ahead path; works for every relationship kind."""
         ctx = self._ctx
+        parent = prop.parent.class_
         target = prop.mapper.class_
-        relation = next(
-            (r for (m, _), r in RELATIONS.items() if m is prop.parent.class_ and r.attribute == prop.key), None
-        )
-        ((_local, remote),) = prop.local_remote_pairs
-        remote_key = str(remote.key)
+        relation = next((r for (m, _), r in RELATIONS.items() if m is parent and r.attribute == prop.key), None)
+        attr = getattr(parent, prop.key)
+        if prop.uselist:
+            option = selectinload(attr.and_(_extra_criteria(ctx, target, relation or Relation(prop.key))))
+        else:
+            option = selectinload(attr)
 
         async def load(keys: Sequence[Any]) -> list[Any]:
-            statement = select(target).where(remote.in_(keys))
-            if prop.uselist:
-                criteria = _extra_criteria(ctx, target, relation or Relation(prop.key))
-                rows = (
-                    await ctx.session.scalars(statement.where(criteria).order_by(*target.__mapper__.primary_key))
-                ).all()
-                grouped: dict[Any, list[Any]] = defaultdict(list)
-                for row in rows:
-                    grouped[getattr(row, remote_key)].append(row)
-                return [grouped.get(key, []) for key in keys]
-            by_key = {getattr(row, remote_key): row for row in (await ctx.session.scalars(statement)).all()}
-            return [by_key.get(key) for key in keys]
+            statement = (
+                select(parent).where(parent.id.in_(keys)).options(option).execution_options(populate_existing=True)
+            )
+            by_key = {row.id: row for row in (await ctx.session.scalars(statement)).unique().all()}
+            return [getattr(by_key[key], prop.key) if key in by_key else ([] if prop.uselist else None) for key in keys]
 
         return load
 
@@ -147,9 +157,4 @@ def resolve_attribute(source: Any, name: str) -> object:
         loaders = current_loaders.get()
         if loaders is None:
             raise
-        prop: RelationshipProperty[Any] = inspect(type(source)).relationships[name]
-        ((local, _remote),) = prop.local_remote_pairs
-        key = getattr(source, str(local.key))
-        if key is None:
-            return None
-        return loaders.for_relation(type(source), name).load(key)
+        return loaders.for_relation(type(source), name).load(source.id)

@@ -32,6 +32,7 @@ class PeopleQuery:
                 statement = statement.where(models.Person.name.contains(filter.name_contains, autoescape=True))
             if filter.phone is not None:
                 # Searching by phone would reveal a masked number one guess at a time.
+                info.context.require_principal()
                 if not info.context.permissions.anywhere("Person.phone", "read"):
                     raise Forbidden("You may not search by phone.")
                 statement = statement.where(models.Person.phone == filter.phone)

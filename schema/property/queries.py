@@ -8,7 +8,7 @@ from sqlalchemy import select
 from backend.property import models
 from schema.core.relay import Connection, try_decode_id
 from schema.core.resolving import Info, scoped_connection
-from schema.property.types import EstateType, UnitType, UnitUsage
+from schema.property.types import EstateType, OrgUnitType, UnitType, UnitUsage
 
 
 @strawberry.input
@@ -27,6 +27,10 @@ class UnitFilter:
 
 @strawberry.type
 class PropertyQuery:
+    @strawberry.field(description="The company, branches and offices the caller may see (ids for grants).")
+    async def org_units(self, info: Info, first: int | None = 50, after: str | None = None) -> Connection[OrgUnitType]:
+        return await scoped_connection(info, models.OrgUnit, first=first, after=after)
+
     @strawberry.field(description="Estates in the caller's scope (staff: under their org units; residents: their own).")
     async def estates(
         self, info: Info, first: int | None = 20, after: str | None = None, filter: EstateFilter | None = None
