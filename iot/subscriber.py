@@ -7,8 +7,11 @@ Delivery guarantees (DESIGN.md §5, §9):
   ``session_expiry_interval``), so messages published while the subscriber is away are
   delivered when it returns.
 - ``optimistic_acknowledgement=False``: the PUBACK is sent only after the handler has
-  run, so a message whose handler was still running when the process died is
-  redelivered.
+  run, so a message whose handler was still running when the connection or process
+  died is redelivered — by brokers that keep in-flight messages in the session
+  (Mosquitto, EMQX; the embedded amqtt drops them). One window remains: a message with a
+  msgId whose handler was cut short by a crash keeps its Redis claim, so its
+  redelivery counts as a duplicate (``stop()`` and handler failures release the claim).
 - MQTT 3.1.1 by default, MQTT 5 only with a shared-subscription group; the version is
   always passed explicitly (gmqtt would otherwise try 5 and fall back after ~6 s).
 - A repeated ``msgId`` from the same device is handled once, through an injected
@@ -18,7 +21,9 @@ Delivery guarantees (DESIGN.md §5, §9):
   by its ``cleared``); different devices are handled concurrently up to ``concurrency``.
 - Nothing a device sends can stop the loop: bad topics and payloads are counted in
   ``invalid`` and logged with the topic and the error only (no payload values); handler
-  exceptions are counted in ``handler_errors`` and logged.
+  exceptions (and handlers exceeding ``handler_timeout``) are counted in
+  ``handler_errors`` and logged, the message is acknowledged, and its msgId released so
+  a retry by the device is handled.
 - Reconnection with exponential back-off and jitter is done here, not by gmqtt: each
   connection gets a fresh gmqtt client, so no stale client can reconnect behind our back.
 """
@@ -28,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import random
 import socket
 import time
@@ -36,7 +40,7 @@ import zlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import structlog
@@ -71,6 +75,8 @@ __all__ = [
 ]
 
 log = structlog.get_logger("iot.subscriber")
+
+T = TypeVar("T")
 
 Handler = Callable[["DeviceMessage"], Awaitable[None]]
 SeenFn = Callable[[str, str], Awaitable[bool]]
@@ -250,6 +256,21 @@ class _Backoff:
 class MqttSubscriber:
     """Subscribe to ``{root}/+/+/+`` and dispatch validated messages by kind.
 
+    ``url``: ``mqtt://user:password@host:port`` (``mqtts://`` for TLS).
+    ``client_id``: the persistent session's id. With ``shared_group`` (→ MQTT 5 and
+    ``$share/{group}/{root}/+/+/+``) the host name is appended unless
+    ``unique_client_id=False``, so replicas never share a session.
+    ``handlers``: ``{MessageKind: async handler}``; or :meth:`register` / :meth:`on`.
+    ``seen`` / ``forget``: msgId deduplication (see :class:`RedisMessageDeduplicator`);
+    without ``seen`` every delivery is handled.
+    ``session_expiry_interval`` (MQTT 5 only; 3.1.1 sessions never expire): how long the
+    broker keeps queueing for us while we are away.
+    ``concurrency``: how many devices are handled at once (one device's messages are
+    always handled one after another, in order).
+    ``handler_timeout``: a handler running longer is cancelled and counted as failed,
+    so one stuck call cannot stall its devices forever (``None``: no limit).
+    ``drain_timeout``: how long :meth:`stop` lets running handlers finish.
+
     Counters for ``/metrics``: ``received``, ``processed``, ``invalid``, ``duplicates``,
     ``handler_errors``, ``unhandled`` (no handler for the kind), ``connects``.
     """
@@ -266,13 +287,14 @@ class MqttSubscriber:
         forget: ForgetFn | None = None,
         version: int | None = None,
         unique_client_id: bool | None = None,
-        session_expiry_interval: int = 3600,
+        session_expiry_interval: int = 600,
         keepalive: int = 30,
         concurrency: int = 16,
         connect_timeout: float = 10.0,
         reconnect_min_delay: float = 1.0,
         reconnect_max_delay: float = 30.0,
         drain_timeout: float = 5.0,
+        handler_timeout: float | None = 60.0,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -284,11 +306,15 @@ class MqttSubscriber:
         if self._version not in (MQTT_V311, MQTT_V5):
             raise ValueError("version must be MQTTv311 (4) or MQTTv50 (5)")
         # Replicas sharing a group must not share a client id (the broker would make
-        # them take each other's session over, endlessly).
+        # them take each other's session over, endlessly), but each one's id must be
+        # stable across its restarts: Mosquitto keeps handing a disconnected member its
+        # share of the group's messages, so an id that changed on restart would leave
+        # an orphan session swallowing messages until it expires. Hence the host name
+        # (one subscriber process per host; otherwise set a distinct client id each).
         if unique_client_id is None:
             unique_client_id = self._shared_group is not None
         if unique_client_id:
-            client_id = f"{client_id}-{socket.gethostname()}-{os.getpid()}"
+            client_id = f"{client_id}-{socket.gethostname()}"
         self._client_id = client_id[:128]
         self._handlers: dict[MessageKind, Handler] = {}
         for kind, handler in (handlers or {}).items():
@@ -301,6 +327,7 @@ class MqttSubscriber:
         self._backoff = _Backoff(reconnect_min_delay, reconnect_max_delay)
         self._reconnect_max_delay = reconnect_max_delay
         self._drain_timeout = drain_timeout
+        self._handler_timeout = handler_timeout
         self._stripes = [asyncio.Lock() for _ in range(concurrency)]
 
         self._client: Any = None  # the live gmqtt.Client
@@ -512,11 +539,7 @@ class MqttSubscriber:
                 topic_filter=self._filter,
                 session_present=self._session_present,
             )
-            try:
-                await self._lost.wait()
-            except asyncio.CancelledError:
-                # stop(): it disconnects the client itself.
-                raise
+            await self._lost.wait()  # (cancelled by stop(), which disconnects itself)
             self._subscribed = False
             self._client = None
             await self._close_client(client)
@@ -527,24 +550,42 @@ class MqttSubscriber:
     async def _connect(self, client: Any) -> None:
         self._client = client
         self._subscribed = False
-        await client.connect(
-            self._endpoint.host,
-            self._endpoint.port,
-            ssl=self._endpoint.ssl,
-            keepalive=self._keepalive,
-            version=self._version,
+        await self._unless_lost(
+            client.connect(
+                self._endpoint.host,
+                self._endpoint.port,
+                ssl=self._endpoint.ssl,
+                keepalive=self._keepalive,
+                version=self._version,
+            )
         )
         # Subscribe on a new session, and once per process in any case (the filter
         # may have changed since the stored session was made).
         if not self._session_present or not self._ever_subscribed:
-            loop = asyncio.get_running_loop()
-            self._suback = loop.create_future()
+            suback: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+            self._suback = suback
             client.subscribe(self._filter, qos=1)
-            granted = await self._suback
-            if not granted:
+            if not await self._unless_lost(suback):
                 raise ConnectionError(f"broker refused the subscription to {self._filter!r}")
         self._ever_subscribed = True
         self._subscribed = True
+
+    async def _unless_lost(self, awaitable: Awaitable[T]) -> T:
+        """Await ``awaitable``, giving up as soon as the connection drops (gmqtt would
+        otherwise wait for a CONNACK or SUBACK that can no longer come)."""
+        task = asyncio.ensure_future(awaitable)
+        lost = asyncio.ensure_future(self._lost.wait())
+        try:
+            await asyncio.wait({task, lost}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            lost.cancel()
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        if task.cancelled():
+            raise ConnectionError("connection to the MQTT broker lost")
+        return task.result()
 
     # ------------------------------------------------------------------ gmqtt callbacks
 
@@ -641,7 +682,8 @@ class MqttSubscriber:
                     error=f"{type(exc).__name__}: {exc}",
                 )
         try:
-            await handler(message)
+            async with asyncio.timeout(self._handler_timeout):
+                await handler(message)
         except asyncio.CancelledError:
             if claimed:
                 await self._release(message.device_id, msg_id)

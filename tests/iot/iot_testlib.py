@@ -46,10 +46,13 @@ class Publisher:
         await asyncio.wait_for(self.client._persistent_storage.wait_empty(), timeout=10)
 
 
-async def eventually(predicate: Callable[[], bool], *, within: float = 10.0, message: str = "") -> None:
+async def eventually(
+    predicate: Callable[[], bool], *, within: float = 10.0, message: Callable[[], str] | None = None
+) -> None:
+    """Poll ``predicate`` until true; fail after ``within`` seconds with ``message()``."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
     while not predicate():
         if loop.time() > deadline:
-            raise AssertionError(message or "condition not met in time")
+            raise AssertionError(message() if message else "condition not met in time")
         await asyncio.sleep(0.02)

@@ -273,3 +273,22 @@ def test_from_settings() -> None:
     assert shared.protocol_version == 5
     with pytest.raises(ValueError, match="WUYE_MQTT_URL"):
         MqttSubscriber.from_settings(settings.model_copy(update={"mqtt_url": None}))
+
+
+@pytest.mark.asyncio
+async def test_a_stuck_handler_times_out_and_frees_its_device() -> None:
+    calls: list[float] = []
+
+    async def sometimes_stuck(message: DeviceMessage) -> None:
+        assert isinstance(message.payload, TelemetryPayload)
+        calls.append(message.payload.metrics["temperature"])
+        if len(calls) == 1:
+            await asyncio.Event().wait()
+
+    sub = MqttSubscriber(URL, handlers={MessageKind.TELEMETRY: sometimes_stuck}, handler_timeout=0.05)
+    first = asyncio.create_task(sub.handle("wuye/E/D/telemetry", telemetry(1)))
+    second = asyncio.create_task(sub.handle("wuye/E/D/telemetry", telemetry(2)))  # same device: waits
+    assert await asyncio.wait_for(first, 2) == 131
+    assert await asyncio.wait_for(second, 2) == 0
+    assert calls == [1, 2]
+    assert (sub.handler_errors, sub.processed) == (1, 1)
