@@ -142,6 +142,17 @@ async def build_runtime(settings: Settings, *, in_process_bus: bool = False) -> 
     return runtime
 
 
+class AsgiEndpoint:
+    """Routes an ASGI callable as it is: Starlette would call a plain function endpoint of a
+    ``WebSocketRoute`` as ``endpoint(websocket)``."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+
 class RequestIdMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -236,7 +247,7 @@ def create_app(
     return Starlette(
         routes=[
             Route("/graphql", graphql_http, methods=["GET", "POST"]),
-            WebSocketRoute("/graphql", graphql_ws),
+            WebSocketRoute("/graphql", AsgiEndpoint(graphql_ws)),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics),

@@ -8,8 +8,10 @@ import contextlib
 import json
 import os
 import secrets
+import signal
 import sys
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import structlog
@@ -215,7 +217,18 @@ async def run_demo(settings: Settings, *, port: int, simulator: bool) -> None:
             await worker.close()
 
 
+def _stop_as_on_ctrl_c(_signum: int, _frame: FrameType | None) -> None:
+    """SIGTERM stops the demo the way Ctrl-C does, embedded servers included. (uvicorn handles
+    SIGTERM while it serves, then re-raises it once shut down: its default action would end
+    the process before the embedded servers are stopped.)"""
+    if callable(signal.getsignal(signal.SIGINT)):
+        signal.raise_signal(signal.SIGINT)  # inside asyncio.run: cancels the main task
+    else:
+        raise KeyboardInterrupt  # SIGINT is ignored (a background job of a script)
+
+
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> None:
+    signal.signal(signal.SIGTERM, _stop_as_on_ctrl_c)
     data_dir = settings.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     if args.fresh:

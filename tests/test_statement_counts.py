@@ -18,7 +18,7 @@ query Units($first: Int!) {
 
 ESTATES = """
 query Estates {
-  estates(first: 10) {
+  estates(first: 10, filter: {codePrefix: "DEMO-"}) {
     edges { node { code office { name } buildings { code entrances { code } units { code occupants { role } } } } }
   }
 }

@@ -10,6 +10,7 @@ from typing import Any
 import strawberry
 import structlog
 from graphql import GraphQLError
+from graphql.validation.validate import ValidationAbortedError
 from strawberry.extensions import SchemaExtension
 
 log = structlog.get_logger(__name__)
@@ -71,12 +72,27 @@ def user_error(code: enum.Enum | str, message: str, field: str | None = None) ->
 
 _SUGGESTION = re.compile(r" Did you mean .*\?$")
 
+# strawberry's depth and alias limiters and graphql-core's token limit report plain errors,
+# known only by their messages (tests/http/test_limits.py pins them).
+_LIMIT_EXCEEDED = re.compile(
+    r"exceeds maximum operation depth of \d+$"
+    r"|^\d+ aliases found\. Allowed: \d+$"
+    r"|Document contains more than \d+ tokens\. Parsing aborted\.$"
+)
+
+
+def _request_error_code(error: GraphQLError) -> ErrorCode:
+    # graphql-core aborts validation when a document costs too much work to check.
+    if isinstance(error, ValidationAbortedError) or _LIMIT_EXCEEDED.search(error.message):
+        return ErrorCode.QUERY_TOO_COMPLEX
+    return ErrorCode.BAD_USER_INPUT
+
 
 def _validation_error(error: GraphQLError, production: bool) -> GraphQLError:
-    """Validation errors get a code; in production, no "did you mean" hints about the schema."""
+    """Parse and validation errors get a code; in production, no "did you mean" hints about the schema."""
     message = _SUGGESTION.sub("", error.message) if production else error.message
     extensions = dict(error.extensions or {})
-    extensions.setdefault("code", ErrorCode.BAD_USER_INPUT.value)
+    extensions.setdefault("code", _request_error_code(error).value)
     return GraphQLError(
         message, nodes=error.nodes, source=error.source, positions=error.positions, extensions=extensions
     )
@@ -96,13 +112,18 @@ class ErrorMasking(SchemaExtension):
     """
 
     def on_operation(self) -> Iterator[None]:
-        yield
-        result = self.execution_context.result
-        if result is None or not result.errors:
-            return
         context = self.execution_context.context
         request_id = getattr(context, "request_id", None)
         production = getattr(context, "production", True)
+        try:
+            yield
+        except GraphQLError as error:
+            # The parser cache parses while entering its own hook, so a syntax error (the
+            # token limit's too) is raised through this one rather than put in the result.
+            raise _validation_error(error, production) from None
+        result = self.execution_context.result
+        if result is None or not result.errors:
+            return
         masked: list[GraphQLError] = []
         for error in result.errors:
             if _is_expected(error):

@@ -86,7 +86,12 @@ class GraphQLHTTP:
             return self._respond(_error_body(exc.message, exc.code), exc.status, media_type)
         except InvalidToken:
             body = _error_body("The access token is invalid or expired.", ErrorCode.UNAUTHENTICATED)
-            return self._respond(body, 401 if media_type == GRAPHQL_RESPONSE else 200, media_type)
+            if media_type == GRAPHQL_RESPONSE:
+                # RFC 6750: a 401 names the scheme and why the token was refused.
+                return self._respond(
+                    body, 401, media_type, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
+                )
+            return self._respond(body, 200, media_type)
         if params is None:
             return HTMLResponse(get_graphql_ide_html("graphiql"))
         retry_after = await self.runtime.request_limiter.retry_after(principal, _client_ip(request))
@@ -183,14 +188,17 @@ class GraphQLHTTP:
 
     def _result(self, result: ExecutionResult, media_type: str, method: str) -> Response:
         body: dict[str, Any] = {}
-        if result.errors:
-            body["errors"] = [error.formatted for error in result.errors]
-        if result.data is not None or not result.errors:
-            body["data"] = result.data
+        errors = result.errors or []
+        if errors:
+            body["errors"] = [error.formatted for error in errors]
+        # Field errors carry a path; request errors (parse, validation, variable coercion)
+        # do not. Once execution started `data` is present, null when an error reached the root.
+        executed = result.data is not None or not errors or any(error.path for error in errors)
         status = 200
-        if "data" not in body:
-            # Parse and validation failures: no execution happened.
-            status = 400 if media_type == GRAPHQL_RESPONSE else 200
+        if executed:
+            body["data"] = result.data
+        elif media_type == GRAPHQL_RESPONSE:
+            status = 400
         return self._respond(body, status, media_type)
 
 

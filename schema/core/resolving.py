@@ -38,6 +38,7 @@ async def scoped_connection(
     after: str | None,
 ) -> Connection[Any]:
     ctx = info.context
+    ctx.require_principal()  # anonymous callers may only log in
     base = scoped(statement if statement is not None else select(model), model, ctx.permissions)
     page = base.options(*load_options(ctx, model, _selections(info)))
     return await paginate(
@@ -52,9 +53,10 @@ async def scoped_connection(
 
 async def get_scoped(info: Info, model: type[M], pk: int | None, *, action: str = "read") -> M | None:
     """The object if it exists and the caller may see it; ``None`` otherwise (never "forbidden")."""
+    ctx = info.context
+    ctx.require_principal()
     if pk is None:
         return None
-    ctx = info.context
     statement = scoped(select(model).where(model.id == pk), model, ctx.permissions, action)  # type: ignore[attr-defined]
     statement = statement.options(*load_options(ctx, model, _selections(info)))
     return (await ctx.session.scalars(statement)).unique().one_or_none()
