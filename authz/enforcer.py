@@ -42,6 +42,7 @@ class Authorizer:
         self._memo: dict[tuple[str, str, str], tuple[str, ...]] = {}
         self._grants: dict[str, tuple[Grant, ...]] = {}
         self._lock = asyncio.Lock()
+        self.last_load_failed = False
 
     @property
     def version(self) -> int:
@@ -52,9 +53,16 @@ class Authorizer:
         return self._enforcer is not None
 
     async def load(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        """Load the stored policy. On failure the last good policy stays in force, and
+        ``last_load_failed`` makes the process report not-ready until a load succeeds."""
         async with self._lock, sessionmaker() as session:
             rows = (await session.scalars(select(CasbinRule).order_by(CasbinRule.id))).all()
-            self.load_rows([(row.ptype, row.values()) for row in rows])
+            try:
+                self.load_rows([(row.ptype, row.values()) for row in rows])
+            except PolicyLoadError:
+                self.last_load_failed = True
+                raise
+            self.last_load_failed = False
 
     def load_rows(self, rows: Sequence[tuple[str, Sequence[str]]]) -> None:
         model = Model()

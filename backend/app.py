@@ -221,7 +221,7 @@ def create_app(
             checks["redis"] = bool(await runtime.redis.ping())
         except Exception:
             checks["redis"] = False
-        checks["policy"] = runtime.authorizer.loaded
+        checks["policy"] = runtime.authorizer.loaded and not runtime.authorizer.last_load_failed
         if runtime.mqtt is not None:
             checks["mqtt"] = runtime.mqtt.connected
         ok = all(checks.values())

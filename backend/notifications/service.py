@@ -14,6 +14,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backend.audit import service as audit
 from backend.db import utcnow
 from backend.notifications.models import Announcement, AnnouncementEstate, Notification
 from backend.outbox import enqueue
@@ -78,6 +79,7 @@ async def publish_announcement(
     expires_at: dt.datetime | None,
     published_by_id: int,
     notify_residents: bool,
+    request_id: str | None = None,
 ) -> Announcement:
     announcement = Announcement(
         title=title, body=body, category=category, expires_at=expires_at, published_by_id=published_by_id
@@ -86,6 +88,15 @@ async def publish_announcement(
     await session.flush()
     await session.execute(
         insert(AnnouncementEstate), [{"announcement_id": announcement.id, "estate_id": e} for e in estate_ids]
+    )
+    await audit.record(
+        session,
+        actor_user_id=published_by_id,
+        action="announcement.publish",
+        target_type="Announcement",
+        target_id=announcement.id,
+        request_id=request_id,
+        detail={"estates": estate_ids, "notify": notify_residents},
     )
     if notify_residents:
         # Fan-out to thousands of residents is the worker's job, not the request's.

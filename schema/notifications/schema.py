@@ -119,6 +119,7 @@ class NotificationsMutation:
                 expires_at=input.expires_at,
                 published_by_id=principal.user_id,
                 notify_residents=input.notify_residents,
+                request_id=ctx.request_id,
             )
         return PublishAnnouncementPayload(announcement=announcement)  # type: ignore[arg-type]
 

@@ -160,7 +160,7 @@ HIDDEN: list[tuple[str | None, str, str]] = [
     ("cs.a", "OrgUnit", "org:NORTH"),
     ("manager.north", "OrgUnit", "org:SOUTH"),
     ("manager.north", "OrgUnit", "org:DEMO"),
-    ("finance.north", "OrgUnit", "org:N1"),
+    ("finance.north", "OrgUnit", "org:SOUTH"),
     ("owner.a1", "OrgUnit", "org:N1"),
     ("owner.a1", "Announcement", "announcement:C"),
     ("owner.a1", "Announcement", "announcement:A-expired"),  # residents: current ones only
@@ -194,6 +194,7 @@ VISIBLE: list[tuple[str | None, str, str]] = [
     ("cs.a", "OrgUnit", "org:N1"),
     ("manager.north", "OrgUnit", "org:N2"),
     ("admin", "OrgUnit", "org:S1"),
+    ("finance.north", "OrgUnit", "org:N1"),
     ("owner.a1", "Announcement", "announcement:A"),
     ("supervisor.south", "Announcement", "announcement:C"),
     ("cs.a", "Announcement", "announcement:A-expired"),  # staff keep the history
