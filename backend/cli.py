@@ -97,7 +97,9 @@ async def serve(settings: Settings, *, host: str, port: int, iot: bool) -> None:
 
     app = create_app(settings, with_iot=iot)
     server = uvicorn.Server(
-        uvicorn.Config(app, host=host, port=port, lifespan="on", log_level="info", proxy_headers=False, ws="websockets")
+        uvicorn.Config(
+            app, host=host, port=port, lifespan="on", log_level="info", proxy_headers=False, ws="websockets-sansio"
+        )
     )
     await server.serve()
 
@@ -123,16 +125,20 @@ async def run_iot(settings: Settings) -> None:
 
     runtime = await build_runtime(settings)
     runtime.mqtt = await start_subscriber(runtime)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stopping.set)
     try:
-        await asyncio.Event().wait()
+        await stopping.wait()
     finally:
+        # Disconnect cleanly: unacknowledged messages stay with the broker for the next start.
         await runtime.close()
 
 
 def cmd_iot(settings: Settings, _args: argparse.Namespace) -> None:
     _require(settings.mqtt_url, "WUYE_MQTT_URL")
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_iot(settings))
+    asyncio.run(run_iot(settings))
 
 
 def cmd_simulate(settings: Settings, args: argparse.Namespace) -> None:
@@ -168,7 +174,9 @@ async def run_demo(settings: Settings, *, port: int, simulator: bool) -> None:
     log.info("demo.seeded", summary=await seed_demo(settings.database_url or ""))
 
     app = create_app(settings, with_iot=bool(settings.mqtt_url))
-    config = uvicorn.Config(app, host=settings.host, port=port, lifespan="on", log_level="warning", ws="websockets")
+    config = uvicorn.Config(
+        app, host=settings.host, port=port, lifespan="on", log_level="warning", ws="websockets-sansio"
+    )
     server = uvicorn.Server(config)
     worker = Worker(
         functions=WorkerSettings.functions,

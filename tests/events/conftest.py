@@ -56,7 +56,9 @@ async def live_api(settings: Settings, runtime: Runtime) -> AsyncIterator[str]:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     host, port = sock.getsockname()
-    config = uvicorn.Config(create_app(settings, runtime=runtime), lifespan="on", log_level="warning", ws="websockets")
+    config = uvicorn.Config(
+        create_app(settings, runtime=runtime), lifespan="on", log_level="warning", ws="websockets-sansio"
+    )
     server = _EmbeddedServer(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:
