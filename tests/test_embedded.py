@@ -207,8 +207,10 @@ async def test_all_three_servers_round_trip_and_stop_cleanly(scratch: Path) -> N
 
         sub_id = f"sub-{uuid.uuid4().hex[:8]}"
         subscriber, received = await _mqtt_client(servers.mqtt_url, sub_id, clean_session=False)
+        subacked = asyncio.Event()
+        subscriber.on_subscribe = lambda *_: subacked.set()
         subscriber.subscribe("wuye/test/#", qos=1)
-        await asyncio.sleep(0.2)  # SUBACK
+        await asyncio.wait_for(subacked.wait(), 5)
         publisher, _ = await _mqtt_client(servers.mqtt_url, f"pub-{uuid.uuid4().hex[:8]}")
         publisher.publish("wuye/test/alarm", b'{"level": "critical"}', qos=1)
         topic, payload = await asyncio.wait_for(received.get(), 5)
@@ -217,7 +219,9 @@ async def test_all_three_servers_round_trip_and_stop_cleanly(scratch: Path) -> N
         # An authenticated, non-clean session keeps its subscription and queues QoS 1
         # messages while the client is away (amqtt would drop an anonymous one).
         await subscriber.disconnect()
-        await asyncio.sleep(0.3)  # let the broker see the session go offline
+        # Let the broker process the DISCONNECT: a message broadcast before that goes to the
+        # closing connection and is lost (no broker-side signal to wait for).
+        await asyncio.sleep(1.0)
         publisher.publish("wuye/test/queued", b"while away", qos=1)
         await asyncio.sleep(0.3)
         resumed, queued = await _mqtt_client(servers.mqtt_url, sub_id, clean_session=False)

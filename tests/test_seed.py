@@ -325,10 +325,7 @@ async def test_contract_devices_and_card_credential_exist(demo: SeededDemo) -> N
     # given the seeded demo
     async with demo.sessionmaker() as session:
         # when
-        devices = {
-            d.device_id: estate
-            for d, estate in await session.execute(select(Device, Estate.code).join(Estate))
-        }
+        devices = {d.device_id: estate for d, estate in await session.execute(select(Device, Estate.code).join(Estate))}
         card = await session.scalar(
             select(Credential).where(Credential.kind == CredentialKind.CARD, Credential.identifier == "A1000001")
         )

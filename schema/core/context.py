@@ -14,7 +14,6 @@ from schema.core.errors import Unauthenticated
 
 if TYPE_CHECKING:
     from backend.app import Runtime
-
     from schema.core.loaders import Loaders
 
 # The loaders of the request being executed; the default field resolver falls back to them
