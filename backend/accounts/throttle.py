@@ -37,8 +37,10 @@ class LoginThrottle:
     async def record_failure(self, username: str, ip: str) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
             for key in self._keys(username, ip):
+                # Start the window on the first failure (INCR keeps the TTL). Not EXPIRE NX:
+                # that needs Redis 7, and the embedded server is 6.2.
+                pipe.set(key, 0, ex=WINDOW_SECONDS, nx=True)
                 pipe.incr(key)
-                pipe.expire(key, WINDOW_SECONDS, nx=True)
             await pipe.execute()
 
     async def reset_account(self, username: str) -> None:
