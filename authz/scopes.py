@@ -10,13 +10,15 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, String, and_, cast, exists, false, literal, or_, select
+from sqlalchemy import ColumnElement, Select, String, and_, cast, exists, false, func, literal, or_, select
 
 from authz.models import CasbinRule
 from authz.principal import Permissions, Principal
 from backend.accounts.models import User
+from backend.db import local_today
 from backend.notifications.models import Announcement, AnnouncementEstate, Notification
 from backend.people.models import Occupancy, Person
 from backend.property.models import Building, Entrance, Estate, OrgUnit, Unit
@@ -43,7 +45,7 @@ def estates_under(domains: tuple[str, ...]) -> Select[int]:
 
 
 def _active_occupancy(person_id: int | None) -> ColumnElement[bool]:
-    today = dt.date.today()
+    today = local_today()
     return and_(
         Occupancy.person_id == person_id,
         Occupancy.start_date <= today,
@@ -108,7 +110,7 @@ RULES: dict[type[Any], RowRule] = {
             Announcement.id.in_(
                 select(AnnouncementEstate.announcement_id).where(AnnouncementEstate.estate_id.in_(own_estate_ids(p)))
             ),
-            or_(Announcement.expires_at.is_(None), Announcement.expires_at > dt.datetime.now(dt.UTC)),
+            or_(Announcement.expires_at.is_(None), Announcement.expires_at > func.now()),
         ),
     ),
     # Staff accounts holding a role under the caller's org units; residents of their estates.
@@ -138,13 +140,24 @@ def predicate(model: type[Any], permissions: Permissions, action: str = "read") 
     principal = permissions.principal
     if rule is None or principal is None:
         return false()
+    domains = permissions.domains(rule.obj, action) if rule.staff is not None else ()
+    own = rule.own is not None and (model is Notification or permissions.anywhere(rule.obj, f"{action}_own"))
+    return _predicate(model, domains, principal if own else None, local_today())  # type: ignore[arg-type]  # classes are hashable
+
+
+@lru_cache(maxsize=4096)
+def _predicate(
+    model: type[Any], domains: tuple[str, ...], own_principal: Principal | None, today: dt.date
+) -> ColumnElement[bool]:
+    """SQL expressions are immutable: one is built per (model, domains, principal, day) and
+    reused by every request of that caller that day (``today`` is in the key because the
+    occupancy rules compare with it)."""
+    rule = RULES[model]
     clauses: list[ColumnElement[bool]] = []
-    if rule.staff is not None:
-        domains = permissions.domains(rule.obj, action)
-        if domains:
-            clauses.append(rule.staff(domains))
-    if rule.own is not None and (model is Notification or permissions.anywhere(rule.obj, f"{action}_own")):
-        clauses.append(rule.own(principal))
+    if domains and rule.staff is not None:
+        clauses.append(rule.staff(domains))
+    if own_principal is not None and rule.own is not None:
+        clauses.append(rule.own(own_principal))
     if not clauses:
         return false()
     return or_(*clauses) if len(clauses) > 1 else clauses[0]

@@ -9,7 +9,9 @@ import enum
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
+from functools import lru_cache
 from typing import Annotated, Any, ClassVar
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import DateTime, MetaData, Numeric, String, func
 from sqlalchemy import Enum as SAEnum
@@ -63,6 +65,18 @@ def created_at_column() -> Mapped[dt.datetime]:
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+@lru_cache(maxsize=4)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+def local_today() -> dt.date:
+    """Today in the company's time zone (WUYE_TIMEZONE), not the server's."""
+    from backend.settings import get_settings
+
+    return dt.datetime.now(_zone(get_settings().timezone)).date()
 
 
 def make_engine(url: str, *, pool_size: int = 10, **kwargs: Any) -> AsyncEngine:

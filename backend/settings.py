@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     max_tokens: int = 2000
     max_body_bytes: int = 256 * 1024
 
+    # The company's local time zone: what "today" means for occupancies, due dates, reports.
+    timezone: str = "Asia/Shanghai"
     db_pool_size: int = 10
     requests_per_minute: int = 600
     log_level: str = "INFO"

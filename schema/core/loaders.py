@@ -8,7 +8,6 @@ statement per relation. Collections go through the same row scopes as root lists
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -21,6 +20,7 @@ from strawberry.dataloader import DataLoader
 from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField, Selection
 
 from authz.scopes import predicate
+from backend.db import local_today
 from backend.people.models import Occupancy
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 
 def active_occupancy() -> ColumnElement[bool]:
-    today = dt.date.today()
+    today = local_today()
     return and_(Occupancy.start_date <= today, or_(Occupancy.end_date.is_(None), Occupancy.end_date > today))
 
 

@@ -8,6 +8,7 @@ from decimal import Decimal
 import strawberry
 from sqlalchemy import select
 
+from backend.db import local_today
 from backend.people import models, service
 from backend.people.errors import PeopleError, PeopleErrorCode
 from backend.property.models import Estate, OrgUnit, Unit
@@ -114,7 +115,7 @@ class PeopleMutation:
                     person=person,
                     role=input.role,  # type: ignore[arg-type]
                     share=input.share,
-                    start_date=input.start_date or dt.date.today(),
+                    start_date=input.start_date or local_today(),
                     actor_id=principal.user_id,
                     request_id=ctx.request_id,
                 )
@@ -138,7 +139,7 @@ class PeopleMutation:
                 await service.end_occupancy(
                     session=ctx.session,
                     occupancy=occupancy,
-                    end_date=input.end_date or dt.date.today(),
+                    end_date=input.end_date or local_today(),
                     actor_id=principal.user_id,
                     request_id=ctx.request_id,
                 )

@@ -26,7 +26,7 @@ from backend.accounts.models import User, UserKind
 from backend.accounts.passwords import hash_password
 from backend.app import Runtime
 from backend.audit.models import AuditEntry
-from backend.db import to_global_id
+from backend.db import local_today, to_global_id
 from backend.notifications.models import Announcement, AnnouncementEstate, Notification
 from backend.outbox import OutboxMessage
 from backend.people.models import Occupancy, OccupancyRole, Person
@@ -131,7 +131,7 @@ class Scratch:
                 unit_id=unit_id,
                 person_id=person_id,
                 role=role,
-                start_date=dt.date.today() - dt.timedelta(days=days_ago),
+                start_date=local_today() - dt.timedelta(days=days_ago),
             )
             session.add(occupancy)
             await session.flush()

@@ -14,7 +14,6 @@ under office N1, "South" ones under office S1, so every cell starts from the sam
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 import pytest
@@ -26,6 +25,7 @@ from authz.models import CasbinRule
 from authz.rules import subject
 from backend.accounts.models import RefreshToken, UserKind
 from backend.audit.models import AuditEntry
+from backend.db import local_today
 from backend.notifications.models import Announcement, Notification
 from backend.people.models import Occupancy, Person
 from backend.property.models import Building, Estate, Unit
@@ -561,7 +561,7 @@ async def test_end_occupancy(as_user: Any, scratch: Scratch, role: str | None, w
     # then
     assert reply.verdict("endOccupancy") is expected
     end_date = await scratch.scalar(select(Occupancy.end_date).where(Occupancy.id == occupancy_id))
-    assert end_date == (dt.date.today() if expected is A else None)
+    assert end_date == (local_today() if expected is A else None)
     await assert_audited_only_if_allowed(scratch, reply, expected)
 
 
