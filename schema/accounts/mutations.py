@@ -12,9 +12,9 @@ from backend.accounts.models import User
 from backend.accounts.roles import POLICY_CHANNEL, RoleError, RoleErrorCode
 from backend.property.models import OrgUnit
 from schema.accounts.types import RoleAssignment, ViewerType
-from schema.core.errors import Forbidden, RateLimited, UserError, user_error
+from schema.core.errors import RateLimited, UserError, user_error
 from schema.core.relay import try_decode_id
-from schema.core.resolving import Info, get_scoped, unit_of_work
+from schema.core.resolving import Info, authorised_target, org_unit_path, unit_of_work
 
 
 @strawberry.input
@@ -130,13 +130,17 @@ class AccountsMutation:
     async def grant_role(self, info: Info, input: RoleInput) -> GrantRolePayload:
         ctx = info.context
         principal = ctx.require_principal()
-        if not ctx.permissions.anywhere("RoleAssignment", "grant"):
-            raise Forbidden()
-        org = await get_scoped(info, OrgUnit, try_decode_id(input.org_unit_id, "OrgUnit"))
+        org = await authorised_target(
+            info,
+            OrgUnit,
+            input.org_unit_id,
+            type_name="OrgUnit",
+            obj="RoleAssignment",
+            act="grant",
+            path_of=org_unit_path,
+        )
         if org is None:
             return GrantRolePayload(errors=[user_error(RoleErrorCode.NOT_FOUND, "No such org unit.", "orgUnitId")])
-        if not ctx.permissions.allows_at("RoleAssignment", "grant", org.path):
-            raise Forbidden()
         user_id = try_decode_id(input.user_id, "User")
         user = await ctx.session.get(User, user_id) if user_id is not None else None
         if user is None:
@@ -160,13 +164,17 @@ class AccountsMutation:
     async def revoke_role(self, info: Info, input: RoleInput) -> RevokeRolePayload:
         ctx = info.context
         principal = ctx.require_principal()
-        if not ctx.permissions.anywhere("RoleAssignment", "grant"):
-            raise Forbidden()
-        org = await get_scoped(info, OrgUnit, try_decode_id(input.org_unit_id, "OrgUnit"))
+        org = await authorised_target(
+            info,
+            OrgUnit,
+            input.org_unit_id,
+            type_name="OrgUnit",
+            obj="RoleAssignment",
+            act="grant",
+            path_of=org_unit_path,
+        )
         if org is None:
             return RevokeRolePayload(errors=[user_error(RoleErrorCode.NOT_FOUND, "No such org unit.", "orgUnitId")])
-        if not ctx.permissions.allows_at("RoleAssignment", "grant", org.path):
-            raise Forbidden()
         user_id = try_decode_id(input.user_id, "User")
         user = await ctx.session.get(User, user_id) if user_id is not None else None
         if user is None:

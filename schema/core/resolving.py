@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -12,9 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.types.nodes import SelectedField
 
 from authz.scopes import scoped
+from backend.property.models import Estate, OrgUnit
 from schema.core.context import Context
+from schema.core.errors import Forbidden
 from schema.core.loaders import load_options
-from schema.core.relay import Connection, paginate
+from schema.core.relay import Connection, paginate, try_decode_id
 
 M = TypeVar("M")
 
@@ -83,3 +85,45 @@ async def unit_of_work(ctx: Context) -> AsyncIterator[AsyncSession]:
     except BaseException:
         await ctx.session.rollback()
         raise
+
+
+async def authorised_target(
+    info: Info,
+    model: type[M],
+    global_id: strawberry.ID | str,
+    *,
+    type_name: str,
+    obj: str,
+    act: str,
+    path_of: Callable[[M], Awaitable[str]],
+) -> M | None:
+    """The object a mutation acts on, checked the same way by every mutation:
+
+    no ``obj act`` anywhere → FORBIDDEN; the object outside the caller's read scope → None,
+    answered as NOT_FOUND exactly like a missing id; ``obj act`` not held at the object's
+    org path → FORBIDDEN.
+    """
+    ctx = info.context
+    ctx.require_principal()
+    if not ctx.permissions.anywhere(obj, act):
+        raise Forbidden()
+    target = await get_scoped(info, model, try_decode_id(global_id, type_name))
+    if target is None:
+        return None
+    if not ctx.permissions.allows_at(obj, act, await path_of(target)):
+        raise Forbidden()
+    return target
+
+
+async def org_unit_path(org: OrgUnit) -> str:
+    return org.path
+
+
+async def estate_own_path(estate: Estate) -> str:
+    return estate.org_path
+
+
+async def estate_path(session: AsyncSession, estate_id: int) -> str:
+    """The org path that governs an estate and everything in it."""
+    path = await session.scalar(select(Estate.org_path).where(Estate.id == estate_id))
+    return str(path)

@@ -11,10 +11,18 @@ from sqlalchemy import select
 from backend.db import local_today
 from backend.people import models, service
 from backend.people.errors import PeopleError, PeopleErrorCode
-from backend.property.models import Estate, OrgUnit, Unit
-from schema.core.errors import Forbidden, UserError, user_error
+from backend.property.models import OrgUnit, Unit
+from schema.core.errors import UserError, user_error
 from schema.core.relay import try_decode_id
-from schema.core.resolving import Info, get_scoped, reload_for_payload, unit_of_work
+from schema.core.resolving import (
+    Info,
+    authorised_target,
+    estate_path,
+    get_scoped,
+    org_unit_path,
+    reload_for_payload,
+    unit_of_work,
+)
 from schema.people.types import OccupancyRole, OccupancyType, PersonType
 
 
@@ -58,26 +66,17 @@ def _error(exc: PeopleError) -> UserError:
     return user_error(exc.code, exc.message, exc.field)
 
 
-async def _estate_path(info: Info, unit_id: int) -> str:
-    path = await info.context.session.scalar(
-        select(Estate.org_path).join(Unit, Unit.estate_id == Estate.id).where(Unit.id == unit_id)
-    )
-    return str(path)
-
-
 @strawberry.type
 class PeopleMutation:
     @strawberry.mutation(description="Register a person. Needs `Person create` at the org unit.")
     async def create_person(self, info: Info, input: CreatePersonInput) -> CreatePersonPayload:
         ctx = info.context
         principal = ctx.require_principal()
-        if not ctx.permissions.anywhere("Person", "create"):
-            raise Forbidden()
-        org = await get_scoped(info, OrgUnit, try_decode_id(input.org_unit_id, "OrgUnit"))
+        org = await authorised_target(
+            info, OrgUnit, input.org_unit_id, type_name="OrgUnit", obj="Person", act="create", path_of=org_unit_path
+        )
         if org is None:
             return CreatePersonPayload(errors=[user_error(PeopleErrorCode.NOT_FOUND, "No such org unit.", "orgUnitId")])
-        if not ctx.permissions.allows_at("Person", "create", org.path):
-            raise Forbidden()
         try:
             async with unit_of_work(ctx):
                 person = await service.create_person(
@@ -98,15 +97,17 @@ class PeopleMutation:
     async def add_occupancy(self, info: Info, input: AddOccupancyInput) -> OccupancyPayload:
         ctx = info.context
         principal = ctx.require_principal()
-        if not ctx.permissions.anywhere("Occupancy", "create"):
-            raise Forbidden()
-        unit = await get_scoped(info, Unit, try_decode_id(input.unit_id, "Unit"))
+
+        async def unit_path(unit: Unit) -> str:
+            return await estate_path(ctx.session, unit.estate_id)
+
+        unit = await authorised_target(
+            info, Unit, input.unit_id, type_name="Unit", obj="Occupancy", act="create", path_of=unit_path
+        )
         person = await get_scoped(info, models.Person, try_decode_id(input.person_id, "Person"))
         if unit is None or person is None:
             field = "unitId" if unit is None else "personId"
             return OccupancyPayload(errors=[user_error(PeopleErrorCode.NOT_FOUND, "Not found.", field)])
-        if not ctx.permissions.allows_at("Occupancy", "create", await _estate_path(info, unit.id)):
-            raise Forbidden()
         try:
             async with unit_of_work(ctx):
                 occupancy = await service.add_occupancy(
@@ -127,13 +128,22 @@ class PeopleMutation:
     async def end_occupancy(self, info: Info, input: EndOccupancyInput) -> OccupancyPayload:
         ctx = info.context
         principal = ctx.require_principal()
-        if not ctx.permissions.anywhere("Occupancy", "update"):
-            raise Forbidden()
-        occupancy = await get_scoped(info, models.Occupancy, try_decode_id(input.occupancy_id, "Occupancy"))
+
+        async def occupancy_path(occupancy: models.Occupancy) -> str:
+            estate_id = await ctx.session.scalar(select(Unit.estate_id).where(Unit.id == occupancy.unit_id))
+            return await estate_path(ctx.session, int(estate_id or 0))
+
+        occupancy = await authorised_target(
+            info,
+            models.Occupancy,
+            input.occupancy_id,
+            type_name="Occupancy",
+            obj="Occupancy",
+            act="update",
+            path_of=occupancy_path,
+        )
         if occupancy is None:
             return OccupancyPayload(errors=[user_error(PeopleErrorCode.NOT_FOUND, "Not found.", "occupancyId")])
-        if not ctx.permissions.allows_at("Occupancy", "update", await _estate_path(info, occupancy.unit_id)):
-            raise Forbidden()
         try:
             async with unit_of_work(ctx):
                 await service.end_occupancy(

@@ -13,15 +13,17 @@ from strawberry.file_uploads import Upload
 from authz.scopes import scoped
 from backend.property import models, service
 from backend.property.errors import PropertyError, PropertyErrorCode
-from schema.core.errors import Forbidden, UserError, user_error
-from schema.core.relay import try_decode_id
-from schema.core.resolving import Info, get_scoped, reload_for_payload, unit_of_work
+from schema.core.errors import UserError, user_error
+from schema.core.resolving import (
+    Info,
+    authorised_target,
+    estate_own_path,
+    estate_path,
+    org_unit_path,
+    reload_for_payload,
+    unit_of_work,
+)
 from schema.property.types import BuildingType, EstateType, UnitType, UnitUsage
-
-
-def _require(info: Info, obj: str, act: str, path: str) -> None:
-    if not info.context.permissions.allows_at(obj, act, path):
-        raise Forbidden()
 
 
 @strawberry.input
@@ -99,12 +101,17 @@ class PropertyMutation:
     async def create_estate(self, info: Info, input: CreateEstateInput) -> CreateEstatePayload:
         ctx = info.context
         principal = ctx.require_principal()
-        if not ctx.permissions.anywhere("Estate", "create"):
-            raise Forbidden()
-        office = await get_scoped(info, models.OrgUnit, try_decode_id(input.office_id, "OrgUnit"))
+        office = await authorised_target(
+            info,
+            models.OrgUnit,
+            input.office_id,
+            type_name="OrgUnit",
+            obj="Estate",
+            act="create",
+            path_of=org_unit_path,
+        )
         if office is None:
             return CreateEstatePayload(errors=[user_error(PropertyErrorCode.NOT_FOUND, "No such office.", "officeId")])
-        _require(info, "Estate", "create", office.path)
         try:
             async with unit_of_work(ctx):
                 estate = await service.create_estate(
@@ -124,14 +131,19 @@ class PropertyMutation:
     async def create_building(self, info: Info, input: CreateBuildingInput) -> CreateBuildingPayload:
         ctx = info.context
         principal = ctx.require_principal()
-        if not ctx.permissions.anywhere("Building", "create"):
-            raise Forbidden()
-        estate = await get_scoped(info, models.Estate, try_decode_id(input.estate_id, "Estate"))
+        estate = await authorised_target(
+            info,
+            models.Estate,
+            input.estate_id,
+            type_name="Estate",
+            obj="Building",
+            act="create",
+            path_of=estate_own_path,
+        )
         if estate is None:
             return CreateBuildingPayload(
                 errors=[user_error(PropertyErrorCode.NOT_FOUND, "No such estate.", "estateId")]
             )
-        _require(info, "Building", "create", estate.org_path)
         try:
             async with unit_of_work(ctx):
                 building = await service.create_building(
@@ -152,16 +164,23 @@ class PropertyMutation:
     async def generate_units(self, info: Info, input: GenerateUnitsInput) -> GenerateUnitsPayload:
         ctx = info.context
         principal = ctx.require_principal()
-        if not ctx.permissions.anywhere("Unit", "create"):
-            raise Forbidden()
-        building = await get_scoped(info, models.Building, try_decode_id(input.building_id, "Building"))
+
+        async def building_path(building: models.Building) -> str:
+            return await estate_path(ctx.session, building.estate_id)
+
+        building = await authorised_target(
+            info,
+            models.Building,
+            input.building_id,
+            type_name="Building",
+            obj="Unit",
+            act="create",
+            path_of=building_path,
+        )
         if building is None:
             return GenerateUnitsPayload(
                 errors=[user_error(PropertyErrorCode.NOT_FOUND, "No such building.", "buildingId")]
             )
-        estate = await ctx.session.get(models.Estate, building.estate_id)
-        assert estate is not None
-        _require(info, "Unit", "create", estate.org_path)
         plan = service.UnitPlan(
             entrances=[e.strip() for e in input.entrances],
             floor_from=input.from_floor,
@@ -208,12 +227,11 @@ class PropertyImportMutation:
 
         ctx = info.context
         principal = ctx.require_principal()
-        if not ctx.permissions.anywhere("Unit", "create"):
-            raise Forbidden()
-        estate = await get_scoped(info, models.Estate, try_decode_id(input.estate_id, "Estate"))
+        estate = await authorised_target(
+            info, models.Estate, input.estate_id, type_name="Estate", obj="Unit", act="create", path_of=estate_own_path
+        )
         if estate is None:
             return ImportUnitsPayload(errors=[user_error(PropertyErrorCode.NOT_FOUND, "No such estate.", "estateId")])
-        _require(info, "Unit", "create", estate.org_path)
         upload = cast(UploadFile, input.file)  # the multipart parser hands over Starlette uploads
         content = await upload.read(MAX_IMPORT_BYTES + 1)
         if len(content) > MAX_IMPORT_BYTES:
