@@ -8,10 +8,12 @@ graphql-transport-ws implementation (the legacy graphql-ws protocol is not offer
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import orjson
 import structlog
+from graphql import GraphQLError, OperationDefinitionNode, parse
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.websockets import WebSocket
@@ -107,6 +109,11 @@ class GraphQLHTTP:
             request_id=request.headers.get("x-request-id") or request.state.request_id,
         )
         allowed = (OperationType.QUERY,) if request.method == "GET" else (OperationType.QUERY, OperationType.MUTATION)
+        if params.get("operationName") is None and _operation_count(params["query"]) > 1:
+            body = _error_body(
+                "The document has several operations: say which in `operationName`.", ErrorCode.BAD_USER_INPUT
+            )
+            return self._respond(body, 400 if media_type == GRAPHQL_RESPONSE else 200, media_type)
         token = current_loaders.set(context.loaders)
         try:
             result = await self.runtime.schema.execute(
@@ -200,6 +207,16 @@ class GraphQLHTTP:
         elif media_type == GRAPHQL_RESPONSE:
             status = 400
         return self._respond(body, status, media_type)
+
+
+@lru_cache(maxsize=1024)
+def _operation_count(query: str) -> int:
+    """How many operations a document defines (strawberry would run the first of several)."""
+    try:
+        document = parse(query)
+    except GraphQLError:
+        return 1  # the executor reports the syntax error
+    return sum(isinstance(d, OperationDefinitionNode) for d in document.definitions)
 
 
 def _json(raw: str, name: str) -> Any:

@@ -349,3 +349,20 @@ async def test_anonymous_mutations_other_than_login_are_unauthenticated(http: ht
     body = response.json()
     assert body["data"] is None
     assert error_codes(body) == ["UNAUTHENTICATED"]
+
+
+async def test_several_operations_without_an_operation_name_are_a_request_error(as_user: Any) -> None:
+    # given
+    client = await as_user("admin")
+    document = "query A { viewer { id } } query B { viewer { username } }"
+    # when
+    refused = await client.post(document, accept="application/graphql-response+json")
+    chosen = await client.http.post(
+        "/graphql",
+        json={"query": document, "operationName": "B"},
+        headers={"authorization": f"Bearer {client.token}"},
+    )
+    # then
+    assert refused.status_code == 400
+    assert "data" not in refused.json()
+    assert chosen.json()["data"]["viewer"]["username"] == "admin"
