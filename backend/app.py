@@ -20,7 +20,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from authz.enforcer import Authorizer
 from authz.principal import Principal
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from iot.subscriber import MqttSubscriber
 
 log = structlog.get_logger(__name__)
+access_log = structlog.get_logger("wuye.access")
 
 
 @dataclass(slots=True)
@@ -176,14 +177,39 @@ class AsgiEndpoint:
 
 
 class RequestIdMiddleware:
+    """A request id for every request, and an access log line without the query string:
+    a GET query's variables may carry personal data (uvicorn's own access log is off)."""
+
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] in ("http", "websocket"):
-            scope.setdefault("state", {})["request_id"] = uuid.uuid4().hex
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        request_id = uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
         structlog.contextvars.clear_contextvars()
-        await self.app(scope, receive, send)
+        started = time.perf_counter()
+        status: dict[str, int] = {}
+
+        async def send_and_note(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            if scope["type"] == "http" and scope["path"] not in ("/healthz", "/readyz", "/metrics"):
+                access_log.info(
+                    "http.request",
+                    method=scope["method"],
+                    path=scope["path"],
+                    status=status.get("code"),
+                    ms=round((time.perf_counter() - started) * 1000, 1),
+                    request_id=request_id,
+                )
 
 
 def create_app(

@@ -98,7 +98,14 @@ async def serve(settings: Settings, *, host: str, port: int, iot: bool) -> None:
     app = create_app(settings, with_iot=iot)
     server = uvicorn.Server(
         uvicorn.Config(
-            app, host=host, port=port, lifespan="on", log_level="info", proxy_headers=False, ws="websockets-sansio"
+            app,
+            host=host,
+            port=port,
+            lifespan="on",
+            log_level="info",
+            access_log=False,
+            proxy_headers=False,
+            ws="websockets-sansio",
         )
     )
     await server.serve()
@@ -175,7 +182,7 @@ async def run_demo(settings: Settings, *, port: int, simulator: bool) -> None:
 
     app = create_app(settings, with_iot=bool(settings.mqtt_url))
     config = uvicorn.Config(
-        app, host=settings.host, port=port, lifespan="on", log_level="warning", ws="websockets-sansio"
+        app, host=settings.host, port=port, lifespan="on", log_level="warning", access_log=False, ws="websockets-sansio"
     )
     server = uvicorn.Server(config)
     worker = Worker(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any, Protocol
 
 import orjson
@@ -122,6 +122,3 @@ def _spawn(coro: Awaitable[None]) -> None:
     task = asyncio.get_running_loop().create_task(runner())
     _background.add(task)
     task.add_done_callback(_background.discard)
-
-
-Listener = Callable[[Event], Awaitable[None]]
