@@ -44,13 +44,14 @@ def estates_under(domains: tuple[str, ...]) -> Select[int]:
     return select(Estate.id).where(_under(Estate.org_path, domains))
 
 
-def _active_occupancy(person_id: int | None) -> ColumnElement[bool]:
+def occupancy_current() -> ColumnElement[bool]:
+    """Occupancies in force today (in the company's time zone): started, not yet ended."""
     today = local_today()
-    return and_(
-        Occupancy.person_id == person_id,
-        Occupancy.start_date <= today,
-        or_(Occupancy.end_date.is_(None), Occupancy.end_date > today),
-    )
+    return and_(Occupancy.start_date <= today, or_(Occupancy.end_date.is_(None), Occupancy.end_date > today))
+
+
+def _active_occupancy(person_id: int | None) -> ColumnElement[bool]:
+    return and_(Occupancy.person_id == person_id, occupancy_current())
 
 
 def own_unit_ids(principal: Principal) -> Select[int]:

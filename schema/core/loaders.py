@@ -12,24 +12,17 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, and_, inspect, or_, select
+from sqlalchemy import ColumnElement, and_, inspect, select
 from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.orm import RelationshipProperty, joinedload, selectinload
 from sqlalchemy.orm.strategy_options import _AbstractLoad
 from strawberry.dataloader import DataLoader
 from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField, Selection
 
-from authz.scopes import predicate
-from backend.db import local_today
-from backend.people.models import Occupancy
+from authz.scopes import occupancy_current, predicate
 
 if TYPE_CHECKING:
     from schema.core.context import Context
-
-
-def active_occupancy() -> ColumnElement[bool]:
-    today = local_today()
-    return and_(Occupancy.start_date <= today, or_(Occupancy.end_date.is_(None), Occupancy.end_date > today))
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +52,7 @@ def _fields(selections: Iterable[Selection]) -> Iterable[SelectedField]:
 def _extra_criteria(ctx: Context, target: type[Any], relation: Relation) -> ColumnElement[bool]:
     criteria = predicate(target, ctx.permissions)
     if relation.only_active:
-        criteria = and_(criteria, active_occupancy())
+        criteria = and_(criteria, occupancy_current())
     return criteria
 
 
