@@ -54,6 +54,7 @@ class Settings(BaseSettings):
     max_aliases: int = 15
     max_tokens: int = 2000
     max_body_bytes: int = 256 * 1024
+    max_upload_bytes: int = 5 * 1024 * 1024
 
     # The company's local time zone: what "today" means for occupancies, due dates, reports.
     timezone: str = "Asia/Shanghai"

@@ -8,6 +8,7 @@ graphql-transport-ws implementation (the legacy graphql-ws protocol is not offer
 from __future__ import annotations
 
 import json
+import re
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -106,7 +107,7 @@ class GraphQLHTTP:
             runtime=self.runtime,
             permissions=Permissions(principal, self.runtime.authorizer),
             client_ip=_client_ip(request),
-            request_id=request.headers.get("x-request-id") or request.state.request_id,
+            request_id=_request_id(request),
         )
         allowed = (OperationType.QUERY,) if request.method == "GET" else (OperationType.QUERY, OperationType.MUTATION)
         if params.get("operationName") is None and _operation_count(params["query"]) > 1:
@@ -141,7 +142,10 @@ class GraphQLHTTP:
         return principal_from_token(self.runtime, token) if token else None
 
     async def _params(self, request: Request) -> dict[str, Any] | None:
-        limit = self.runtime.settings.max_body_bytes
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        settings = self.runtime.settings
+        # A file upload (importUnits) may be larger than a GraphQL document ever needs to be.
+        limit = settings.max_upload_bytes if content_type == "multipart/form-data" else settings.max_body_bytes
         if request.method == "GET":
             if "query" not in request.query_params:
                 if self.runtime.graphiql and "text/html" in request.headers.get("accept", ""):
@@ -155,9 +159,8 @@ class GraphQLHTTP:
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise RequestError(413, f"Request body larger than {limit} bytes.")
-        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type == "multipart/form-data":
-            return _checked(await self._multipart(request, limit))
+            return _checked(await self._multipart(request, limit, settings.max_body_bytes))
         if content_type not in (JSON, GRAPHQL_RESPONSE, ""):
             raise RequestError(415, "Send `application/json` or `multipart/form-data`.")
         body = bytearray()
@@ -173,9 +176,11 @@ class GraphQLHTTP:
             raise RequestError(400, "The body must be a JSON object.")
         return _checked(parsed)
 
-    async def _multipart(self, request: Request, limit: int) -> dict[str, Any]:
-        """The GraphQL multipart request spec: ``operations``, ``map`` and the files."""
-        form = await request.form(max_files=1, max_fields=10, max_part_size=limit)
+    async def _multipart(self, request: Request, limit: int, field_limit: int) -> dict[str, Any]:
+        """The GraphQL multipart request spec: ``operations``, ``map`` and one file."""
+        if not 0 < int(request.headers.get("content-length") or 0) <= limit:
+            raise RequestError(411, "A multipart request states its Content-Length.")
+        form = await request.form(max_files=1, max_fields=10, max_part_size=field_limit)
         operations = _json(str(form.get("operations", "")), "operations")
         mapping = _json(str(form.get("map", "{}")), "map")
         if not isinstance(operations, dict) or not isinstance(mapping, dict):
@@ -247,6 +252,15 @@ def _assign(target: Any, path: list[str], value: Any) -> None:
         target[int(last)] = value
     else:
         target[last] = value
+
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9_\-]{8,64}$")
+
+
+def _request_id(request: Request) -> str:
+    """A caller's X-Request-Id is kept for correlation when it looks like one; else ours."""
+    supplied = request.headers.get("x-request-id", "")
+    return supplied if _REQUEST_ID.fullmatch(supplied) else str(request.state.request_id)
 
 
 def _client_ip(request: Request) -> str:

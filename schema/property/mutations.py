@@ -213,9 +213,6 @@ class PropertyMutation:
         return GenerateUnitsPayload(created_count=len(ids), units=list(units))
 
 
-MAX_IMPORT_BYTES = 5 * 1024 * 1024
-
-
 @strawberry.type
 class PropertyImportMutation:
     @strawberry.mutation(
@@ -233,11 +230,8 @@ class PropertyImportMutation:
         if estate is None:
             return ImportUnitsPayload(errors=[user_error(PropertyErrorCode.NOT_FOUND, "No such estate.", "estateId")])
         upload = cast(UploadFile, input.file)  # the multipart parser hands over Starlette uploads
-        content = await upload.read(MAX_IMPORT_BYTES + 1)
-        if len(content) > MAX_IMPORT_BYTES:
-            return ImportUnitsPayload(
-                errors=[user_error(PropertyErrorCode.IMPORT_INVALID, "The file is larger than 5 MiB.", "file")]
-            )
+        # The request's size was capped at WUYE_MAX_UPLOAD_BYTES before it was parsed.
+        content = await upload.read()
         parsed = parse_unit_file(content, upload.filename or "")
         if parsed.errors:
             return ImportUnitsPayload(

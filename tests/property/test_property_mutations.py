@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest_asyncio
+from sqlalchemy import delete, select
+
+from backend.people.models import Occupancy, Person
+from backend.property.models import Building, Entrance, Estate, Unit
 
 ORG_UNITS = "query { orgUnits(first: 50) { edges { node { id code } } } }"
 
@@ -57,8 +63,9 @@ query($unit: ID!, $person: ID!) {
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def estate(as_user: Any) -> dict[str, str]:
-    """A fresh estate under office N1 with one building "9" of two entrances."""
+async def estate(as_user: Any, runtime: Any) -> AsyncIterator[dict[str, str]]:
+    """A fresh estate under office N1 with one building "9" of two entrances; removed after
+    the test with everything made in it, so other suites see only the demo data."""
     admin = await as_user("admin")
     offices = {e["node"]["code"]: e["node"]["id"] for e in (await admin.data(ORG_UNITS))["orgUnits"]["edges"]}
     code = f"PM{uuid.uuid4().hex[:8].upper()}"
@@ -69,7 +76,19 @@ async def estate(as_user: Any) -> dict[str, str]:
         CREATE_BUILDING, {"input": {"estateId": estate_id, "code": "9", "name": "9号楼", "entrances": 2}}
     )
     assert building["createBuilding"]["building"]["entrances"] == [{"code": "1"}, {"code": "2"}]
-    return {"id": estate_id, "building": building["createBuilding"]["building"]["id"], "office": offices["N1"]}
+    yield {"id": estate_id, "building": building["createBuilding"]["building"]["id"], "office": offices["N1"]}
+    pk = int(base64.urlsafe_b64decode(estate_id + "=" * (-len(estate_id) % 4)).decode().split(":")[1])
+    async with runtime.sessionmaker() as session, session.begin():
+        units = select(Unit.id).where(Unit.estate_id == pk)
+        persons = select(Occupancy.person_id).where(Occupancy.unit_id.in_(units))
+        person_ids = list((await session.scalars(persons)).all())
+        await session.execute(delete(Occupancy).where(Occupancy.unit_id.in_(units)))
+        await session.execute(delete(Person).where(Person.id.in_(person_ids)))
+        await session.execute(delete(Unit).where(Unit.estate_id == pk))
+        buildings = select(Building.id).where(Building.estate_id == pk)
+        await session.execute(delete(Entrance).where(Entrance.building_id.in_(buildings)))
+        await session.execute(delete(Building).where(Building.estate_id == pk))
+        await session.execute(delete(Estate).where(Estate.id == pk))
 
 
 async def _unit_codes(client: Any, estate_id: str) -> list[str]:
