@@ -56,7 +56,6 @@ class Context:
             from schema.core.loaders import Loaders
 
             self._loaders = Loaders(self)
-            current_loaders.set(self._loaders)
         return self._loaders
 
     async def close(self) -> None:
