@@ -27,6 +27,7 @@ from backend.settings import Settings
 from schema.accounts.mutations import AccountsMutation
 from schema.accounts.queries import AccountsQuery
 from schema.accounts.types import NotificationType, ViewerType
+from schema.core.context import OperationScope
 from schema.core.errors import ErrorMasking, WuyeError
 from schema.core.loaders import resolve_attribute
 from schema.core.relay import Node, from_global_id
@@ -110,6 +111,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         *MaxAliasesLimiter(max_alias_count=settings.max_aliases).validation_rules,
     ]
     extensions: list[Any] = [
+        OperationScope,
         ErrorMasking,
         lambda: AddValidationRules(limits),
         lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),

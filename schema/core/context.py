@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextvars
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
+from strawberry.extensions import SchemaExtension
 
 from authz.principal import Permissions, Principal
 from schema.core.errors import Unauthenticated
@@ -59,6 +61,25 @@ class Context:
         return self._loaders
 
     async def close(self) -> None:
+        """End the operation's unit of work: its session and its DataLoaders' caches."""
+        self._loaders = None
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+class OperationScope(SchemaExtension):
+    """Each operation gets its loaders for the default resolver and leaves no session open.
+
+    Over HTTP a context serves one operation; over a websocket one context serves every
+    operation of the connection, so this is where the per-operation state must end.
+    """
+
+    async def on_operation(self) -> AsyncIterator[None]:  # type: ignore[override]
+        context = self.execution_context.context
+        token = current_loaders.set(context.loaders)
+        try:
+            yield
+        finally:
+            current_loaders.reset(token)
+            await context.close()

@@ -29,7 +29,7 @@ from strawberry.types.graphql import OperationType
 from authz.principal import Permissions, Principal
 from backend.accounts.errors import InvalidToken
 from backend.accounts.tokens import decode_access_token
-from schema.core.context import Context, current_loaders
+from schema.core.context import Context
 from schema.core.errors import ErrorCode
 
 if TYPE_CHECKING:
@@ -115,7 +115,6 @@ class GraphQLHTTP:
                 "The document has several operations: say which in `operationName`.", ErrorCode.BAD_USER_INPUT
             )
             return self._respond(body, 400 if media_type == GRAPHQL_RESPONSE else 200, media_type)
-        token = current_loaders.set(context.loaders)
         try:
             result = await self.runtime.schema.execute(
                 params["query"],
@@ -133,8 +132,7 @@ class GraphQLHTTP:
         except (CannotGetOperationTypeError, MissingQueryError) as exc:
             return self._respond(_error_body(str(exc), ErrorCode.BAD_USER_INPUT), 400, media_type)
         finally:
-            current_loaders.reset(token)
-            await context.close()
+            await context.close()  # also when execution never started (OperationScope did not run)
         return self._result(result, media_type, request.method)
 
     def _principal(self, request: Request) -> Principal | None:
