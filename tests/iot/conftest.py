@@ -121,10 +121,10 @@ def broker(request: pytest.FixtureRequest, embedded: _Embedded) -> Broker:
         url = os.environ.get("WUYE_TEST_MQTT_URL", DEFAULT_MQTT_URL)
         endpoint = parse_mqtt_url(url)
         if not _reachable(endpoint.host, endpoint.port):
-            pytest.skip(f"no MQTT broker listening at {endpoint.host}:{endpoint.port}")
+            pytest.fail(f"no MQTT broker listening at {endpoint.host}:{endpoint.port}")
         return Broker("external", url, endpoint, _supports_mqtt5(endpoint))
     if not _has_embedded_extra():
-        pytest.skip("needs the `embedded` extra (amqtt)")
+        pytest.fail("needs the `embedded` extra (amqtt): `make test` installs it")
     url = embedded.mqtt_url()
     return Broker("embedded", url, parse_mqtt_url(url), supports_v5=False)
 
@@ -137,7 +137,7 @@ def redis_url(embedded: _Embedded) -> str:
     if _reachable(host, port):
         return url
     if not _has_embedded_extra():
-        pytest.skip(f"no Redis at {host}:{port} and no `embedded` extra")
+        pytest.fail(f"no Redis at {host}:{port} and no `embedded` extra: `make test` installs it")
     return embedded.redis_url()
 
 
