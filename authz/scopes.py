@@ -18,6 +18,7 @@ from sqlalchemy import ColumnElement, Select, String, and_, cast, exists, false,
 from authz.models import CasbinRule
 from authz.principal import Permissions, Principal
 from backend.accounts.models import User
+from backend.billing.models import Bill, FeeItem
 from backend.db import local_today
 from backend.notifications.models import Announcement, AnnouncementEstate, Notification
 from backend.people.models import Occupancy, Person
@@ -130,6 +131,16 @@ RULES: dict[type[Any], RowRule] = {
             ),
         ),
         own=lambda p: User.id == p.user_id,
+    ),
+    Bill: RowRule(
+        "Bill",
+        staff=lambda d: Bill.estate_id.in_(estates_under(d)),
+        own=lambda p: Bill.unit_id.in_(own_unit_ids(p)),
+    ),
+    FeeItem: RowRule(
+        "FeeItem",
+        staff=lambda d: FeeItem.estate_id.in_(estates_under(d)),
+        own=lambda p: FeeItem.id.in_(select(Bill.fee_item_id).where(Bill.unit_id.in_(own_unit_ids(p)))),
     ),
     # Notifications are personal: nobody, whatever their role, reads another user's.
     Notification: RowRule("Notification", own=lambda p: Notification.user_id == p.user_id),

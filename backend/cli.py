@@ -194,6 +194,7 @@ async def run_demo(settings: Settings, *, port: int, simulator: bool) -> None:
         handle_signals=False,
         max_tries=WorkerSettings.max_tries,
         keep_result=WorkerSettings.keep_result,
+        timezone=WorkerSettings.timezone,  # type: ignore[arg-type]  # arq only calls datetime.now(tz)
     )
     tasks: list[asyncio.Task[Any]] = [asyncio.create_task(worker.async_run())]
     api = asyncio.create_task(server.serve())

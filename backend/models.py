@@ -4,6 +4,7 @@ from authz.models import CasbinRule
 from backend.access.models import Credential
 from backend.accounts.models import RefreshToken, User
 from backend.audit.models import AuditEntry
+from backend.billing.models import Bill, BillLine, FeeBinding, FeeItem, FeeRate
 from backend.db import Base
 from backend.devices.models import Device
 from backend.notifications.models import Announcement, AnnouncementEstate, Notification
@@ -16,12 +17,17 @@ __all__ = [
     "AnnouncementEstate",
     "AuditEntry",
     "Base",
+    "Bill",
+    "BillLine",
     "Building",
     "CasbinRule",
     "Credential",
     "Device",
     "Entrance",
     "Estate",
+    "FeeBinding",
+    "FeeItem",
+    "FeeRate",
     "Notification",
     "Occupancy",
     "OrgUnit",

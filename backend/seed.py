@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, literal, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,6 +28,9 @@ from backend import demo_names
 from backend.access.models import Credential, CredentialKind
 from backend.accounts.models import User, UserKind
 from backend.accounts.passwords import hash_password
+from backend.billing.models import BillingCycle, ChargeMethod, FeeBinding, FeeItem, FeeKind, FeeRate
+from backend.billing.service import generate_bills
+from backend.db import local_today
 from backend.devices.models import Device, DeviceKind
 from backend.people.models import Occupancy, OccupancyRole, Person
 from backend.property.models import (
@@ -81,6 +84,8 @@ class SeedReport:
     role_grants: SeedCount = field(default_factory=SeedCount)
     devices: SeedCount = field(default_factory=SeedCount)
     credentials: SeedCount = field(default_factory=SeedCount)
+    fee_items: SeedCount = field(default_factory=SeedCount)
+    bills: SeedCount = field(default_factory=SeedCount)
 
     def counts(self) -> dict[str, SeedCount]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -581,7 +586,72 @@ async def seed_demo(session: AsyncSession) -> SeedReport:
     await _ensure_role_grants(session, users, org_units, estate_paths, report)
     await _ensure_devices(session, report)
     await _ensure_credentials(session, users, report)
+    await _ensure_billing(session, report)
     return report
+
+
+# Fee items of every demo estate: (code, name, kind, method, cycle, usages billed, rate).
+# The property fee's rate differs per estate (元/m²/month).
+PROPERTY_FEE_RATES = {"DEMO-A": Decimal("2.50"), "DEMO-B": Decimal("1.80"), "DEMO-C": Decimal("3.20")}
+FEE_ITEMS = (
+    ("PF01", "物业服务费", FeeKind.PROPERTY_FEE, ChargeMethod.PER_AREA, BillingCycle.MONTHLY,
+     (UnitUsage.RESIDENTIAL, UnitUsage.COMMERCIAL), None),
+    ("PK01", "车位管理费", FeeKind.PARKING, ChargeMethod.FIXED, BillingCycle.MONTHLY,
+     (UnitUsage.PARKING,), Decimal("150.00")),
+    ("GB01", "生活垃圾处理费", FeeKind.GARBAGE, ChargeMethod.FIXED, BillingCycle.QUARTERLY,
+     (UnitUsage.RESIDENTIAL,), Decimal("30.00")),
+    ("WA01", "水费", FeeKind.WATER, ChargeMethod.METERED, BillingCycle.MONTHLY,
+     (UnitUsage.RESIDENTIAL, UnitUsage.COMMERCIAL), Decimal("5.0000")),
+)  # fmt: skip
+BILLING_SINCE = dt.date(2025, 1, 1)
+MONTHS_BILLED = 12
+
+
+async def _ensure_billing(session: AsyncSession, report: SeedReport) -> None:
+    """Fee items, rates and bindings per estate, then a year of bills through the same
+    generation service the API and the monthly job use (idempotent by its unique key)."""
+    estates = (await session.scalars(select(Estate).where(Estate.code.in_(PROPERTY_FEE_RATES)))).all()
+    for estate in estates:
+        for code, name, kind, method, cycle, usages, rate in FEE_ITEMS:
+            item = await session.scalar(select(FeeItem).where(FeeItem.estate_id == estate.id, FeeItem.code == code))
+            if item is not None:
+                report.fee_items.existing += 1
+                continue
+            item = FeeItem(
+                estate_id=estate.id,
+                code=code,
+                name=name,
+                kind=kind,
+                method=method,
+                cycle=cycle,
+                due_day=15,
+                late_fee_daily_rate=Decimal("0.0005"),
+                grace_days=15,
+            )
+            session.add(item)
+            await session.flush()
+            session.add(
+                FeeRate(fee_item_id=item.id, rate=rate or PROPERTY_FEE_RATES[estate.code], effective_from=BILLING_SINCE)
+            )
+            await session.execute(
+                insert(FeeBinding).from_select(
+                    ["unit_id", "fee_item_id", "start_date"],
+                    select(Unit.id, literal(item.id), literal(BILLING_SINCE)).where(
+                        Unit.estate_id == estate.id, Unit.usage.in_(usages)
+                    ),
+                )
+            )
+            report.fee_items.created += 1
+        await session.flush()
+        this_month = local_today().replace(day=1)
+        for back in range(MONTHS_BILLED - 1, -1, -1):
+            index = this_month.year * 12 + this_month.month - 1 - back
+            month = dt.date(index // 12, index % 12 + 1, 1)
+            generated = await generate_bills(
+                session=session, estate=estate, month=month, actor_id=None, request_id="seed"
+            )
+            report.bills.created += generated.created
+            report.bills.existing += generated.skipped
 
 
 # The demo devices of CONTRACT.md: (device id, estate, kind, name, location).

@@ -20,13 +20,17 @@ from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
 from backend.accounts.models import User
+from backend.billing.models import Bill, FeeItem
 from backend.notifications.models import Announcement, Notification
 from backend.people.models import Occupancy, Person
 from backend.property.models import Building, Entrance, Estate, OrgUnit, Unit
 from backend.settings import Settings
 from schema.accounts.mutations import AccountsMutation
 from schema.accounts.queries import AccountsQuery
-from schema.accounts.types import NotificationType, ViewerType
+from schema.accounts.types import NotificationType, UserType, ViewerType
+from schema.billing.mutations import BillingMutation
+from schema.billing.queries import BillingQuery
+from schema.billing.types import BillType, FeeItemType
 from schema.core.context import OperationScope
 from schema.core.errors import ErrorMasking, WuyeError
 from schema.core.loaders import resolve_attribute
@@ -52,6 +56,8 @@ NODE_MODELS: dict[str, type[Any]] = {
     "Announcement": Announcement,
     "Notification": Notification,
     "User": User,
+    "Bill": Bill,
+    "FeeItem": FeeItem,
 }
 
 
@@ -74,9 +80,17 @@ class CoreQuery:
         return await get_scoped(info, model, int(pk))  # type: ignore[no-any-return]
 
 
-Query = merge_types("Query", (CoreQuery, AccountsQuery, PropertyQuery, PeopleQuery, NotificationsQuery))
+Query = merge_types("Query", (CoreQuery, AccountsQuery, PropertyQuery, PeopleQuery, BillingQuery, NotificationsQuery))
 Mutation = merge_types(
-    "Mutation", (AccountsMutation, PropertyMutation, PropertyImportMutation, PeopleMutation, NotificationsMutation)
+    "Mutation",
+    (
+        AccountsMutation,
+        PropertyMutation,
+        PropertyImportMutation,
+        PeopleMutation,
+        BillingMutation,
+        NotificationsMutation,
+    ),
 )
 Subscription = merge_types("Subscription", (NotificationsSubscription,))
 
@@ -90,6 +104,9 @@ TYPES = [
     OccupancyType,
     AnnouncementType,
     NotificationType,
+    UserType,
+    BillType,
+    FeeItemType,
 ]
 
 

@@ -371,13 +371,15 @@ async def test_serve_command_stops_everything_on_sigterm(scratch: Path) -> None:
         ports = {int(u.rsplit(":", 1)[1].split("/")[0]) for u in urls.values()}
         assert all(_port_open(p) for p in ports)
         postmaster = int((data_dir / "postgres" / "postmaster.pid").read_text().split()[0])
-        pids = {
+        servers = {
             postmaster,
-            *_children(postmaster),
             json.loads((data_dir / "redis" / "redis.pid").read_text())["pid"],
             json.loads((data_dir / "mqtt" / "broker.pid").read_text())["pid"],
         }
-        assert all(_alive(p) for p in pids)
+        assert all(_alive(p) for p in servers)
+        # PostgreSQL's own children come and go (a startup process ends once recovery is
+        # done): they must be gone afterwards, but need not all be alive at this instant.
+        pids = servers | set(_children(postmaster))
 
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 30) == 128 + signal.SIGTERM

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any, ClassVar
+from zoneinfo import ZoneInfo
 
+from arq import cron
 from arq.connections import RedisSettings
 
 from backend.settings import get_settings
@@ -37,7 +39,11 @@ def redis_settings() -> RedisSettings:
 
 class WorkerSettings:
     functions: ClassVar[list[Any]] = [tasks.deliver_notification, tasks.notify_announcement]
-    cron_jobs: ClassVar[list[Any]] = []
+    # Times are in the company's time zone. `unique`: one run per slot across all workers.
+    cron_jobs: ClassVar[list[Any]] = [
+        cron(tasks.generate_monthly_bills, day={1}, hour={0}, minute={10}, unique=True, timeout=3600),
+    ]
+    timezone = ZoneInfo(get_settings().timezone)
     on_startup = startup
     on_shutdown = shutdown
     max_tries = 5

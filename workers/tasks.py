@@ -8,13 +8,38 @@ import structlog
 from sqlalchemy import select
 
 from backend.accounts.models import User, UserKind
+from backend.billing.service import generate_bills
+from backend.db import local_today
 from backend.notifications import service as notifications
 from backend.notifications.models import Announcement, AnnouncementEstate, Notification
 from backend.people.models import Occupancy
-from backend.property.models import Unit
+from backend.property.models import Estate, Unit
 from workers.runtime import WorkerRuntime
 
 log = structlog.get_logger(__name__)
+
+
+async def generate_monthly_bills(ctx: dict[str, Any]) -> dict[str, int]:
+    """The monthly cron job: this month's bills for every estate, one transaction each.
+
+    Safe to run twice or on two workers at once: each bill is made once (unique key).
+    """
+    runtime: WorkerRuntime = ctx["runtime"]
+    month = local_today().replace(day=1)
+    async with runtime.sessionmaker() as session:
+        estates = list((await session.scalars(select(Estate).order_by(Estate.id))).all())
+    created = skipped = 0
+    for estate in estates:
+        async with runtime.sessionmaker() as session, session.begin():
+            report = await generate_bills(
+                session=session, estate=estate, month=month, actor_id=None, request_id=f"cron:bills:{month:%Y-%m}"
+            )
+        created += report.created
+        skipped += report.skipped
+        if report.items_without_rate:
+            log.warning("billing.items_without_rate", estate=estate.code, items=report.items_without_rate)
+    log.info("billing.monthly_bills", month=f"{month:%Y-%m}", created=created, skipped=skipped)
+    return {"estates": len(estates), "created": created, "skipped": skipped}
 
 
 async def deliver_notification(ctx: dict[str, Any], *, notification_id: int) -> str:

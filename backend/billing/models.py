@@ -1,0 +1,210 @@
+"""Fee items, their rates and bindings to units; bills and their immutable lines.
+
+A bill's ``amount`` is what was charged when it was issued and is never edited. Everything
+after that — adjustments, payments, reversals, waivers, late fees — is a new ``BillLine``;
+``paid_amount``, ``waived_amount`` and ``outstanding`` are sums over those lines.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from sqlalchemy import (
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    Index,
+    Numeric,
+    String,
+    UniqueConstraint,
+    func,
+    select,
+)
+from sqlalchemy.orm import Mapped, column_property, mapped_column, relationship
+from sqlalchemy.sql.selectable import ScalarSelect
+
+from backend.db import Base, Money, created_at_column, enum_column
+
+if TYPE_CHECKING:
+    from backend.property.models import Unit
+
+
+class FeeKind(enum.Enum):
+    PROPERTY_FEE = "property_fee"
+    WATER = "water"
+    ELECTRICITY = "electricity"
+    GAS = "gas"
+    PARKING = "parking"
+    GARBAGE = "garbage"
+    REPAIR = "repair"
+    OTHER = "other"
+
+
+class ChargeMethod(enum.Enum):
+    PER_AREA = "per_area"  # building area × rate per month
+    FIXED = "fixed"  # rate per cycle
+    METERED = "metered"  # reading delta × unit price
+    ONE_OFF = "one_off"
+
+
+class BillingCycle(enum.Enum):
+    MONTHLY = "monthly"
+    QUARTERLY = "quarterly"
+    YEARLY = "yearly"
+
+    @property
+    def months(self) -> int:
+        return {"monthly": 1, "quarterly": 3, "yearly": 12}[self.value]
+
+
+class FeeItem(Base):
+    __tablename__ = "fee_items"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    estate_id: Mapped[int] = mapped_column(ForeignKey("estates.id", ondelete="RESTRICT"), index=True)
+    code: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[FeeKind] = mapped_column(enum_column(FeeKind))
+    method: Mapped[ChargeMethod] = mapped_column(enum_column(ChargeMethod))
+    cycle: Mapped[BillingCycle] = mapped_column(enum_column(BillingCycle))
+    due_day: Mapped[int] = mapped_column(default=15)
+    late_fee_daily_rate: Mapped[Decimal] = mapped_column(Numeric(8, 6), default=Decimal(0))
+    grace_days: Mapped[int] = mapped_column(default=0)
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[dt.datetime] = created_at_column()
+
+    rates: Mapped[list[FeeRate]] = relationship(lazy="raise", order_by="FeeRate.effective_from")
+
+    __table_args__ = (
+        UniqueConstraint("estate_id", "code"),
+        CheckConstraint("due_day BETWEEN 1 AND 28", name="due_day_range"),
+        CheckConstraint("late_fee_daily_rate >= 0 AND grace_days >= 0", name="late_fee_non_negative"),
+    )
+
+
+class FeeRate(Base):
+    """A fee item's rate from a date on. Bills take the rate in force on their first day."""
+
+    __tablename__ = "fee_rates"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    fee_item_id: Mapped[int] = mapped_column(ForeignKey("fee_items.id", ondelete="RESTRICT"))
+    rate: Mapped[Decimal] = mapped_column(Numeric(12, 4))
+    effective_from: Mapped[dt.date] = mapped_column(Date)
+    created_at: Mapped[dt.datetime] = created_at_column()
+
+    __table_args__ = (
+        UniqueConstraint("fee_item_id", "effective_from"),
+        CheckConstraint("rate >= 0", name="rate_non_negative"),
+    )
+
+
+class FeeBinding(Base):
+    """A fee item charged to a unit from ``start_date`` until ``end_date`` (exclusive)."""
+
+    __tablename__ = "fee_bindings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id", ondelete="RESTRICT"))
+    fee_item_id: Mapped[int] = mapped_column(ForeignKey("fee_items.id", ondelete="RESTRICT"), index=True)
+    start_date: Mapped[dt.date] = mapped_column(Date)
+    end_date: Mapped[dt.date | None] = mapped_column(Date)
+    created_at: Mapped[dt.datetime] = created_at_column()
+
+    __table_args__ = (
+        UniqueConstraint("unit_id", "fee_item_id", "start_date"),
+        CheckConstraint("end_date IS NULL OR end_date > start_date", name="period_order"),
+    )
+
+
+class BillStatus(enum.Enum):
+    UNPAID = "unpaid"
+    PARTIAL = "partial"
+    PAID = "paid"
+    WAIVED = "waived"
+    VOID = "void"
+
+
+class BillLineKind(enum.Enum):
+    ADJUSTMENT = "adjustment"  # + or −, e.g. an area correction (面积变更)
+    LATE_FEE = "late_fee"  # +
+    PAYMENT = "payment"  # − on the outstanding
+    REVERSAL = "reversal"  # undoes a payment
+    WAIVER = "waiver"  # − on the outstanding
+
+
+class BillLine(Base):
+    """One movement on a bill. Rows are only ever added (a trigger refuses the rest)."""
+
+    __tablename__ = "bill_lines"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    bill_id: Mapped[int] = mapped_column(ForeignKey("bills.id", ondelete="RESTRICT"), index=True)
+    kind: Mapped[BillLineKind] = mapped_column(enum_column(BillLineKind))
+    amount: Mapped[Money]
+    note: Mapped[str] = mapped_column(String(255), default="")
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    created_at: Mapped[dt.datetime] = created_at_column()
+
+    __table_args__ = (CheckConstraint("kind = 'ADJUSTMENT' OR amount > 0", name="amount_sign"),)
+
+
+def _line_sum(*kinds: BillLineKind) -> ScalarSelect[Decimal]:
+    return (
+        select(func.coalesce(func.sum(BillLine.amount), 0))
+        .where(BillLine.bill_id == Bill.id, BillLine.kind.in_(kinds))
+        .correlate_except(BillLine)
+        .scalar_subquery()
+    )
+
+
+class Bill(Base):
+    """What one unit owes for one fee item and one period; unique per (unit, item, period)."""
+
+    __tablename__ = "bills"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    estate_id: Mapped[int] = mapped_column(ForeignKey("estates.id", ondelete="RESTRICT"))
+    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id", ondelete="RESTRICT"))
+    fee_item_id: Mapped[int] = mapped_column(ForeignKey("fee_items.id", ondelete="RESTRICT"))
+    period: Mapped[str] = mapped_column(String(8))  # 2026-11, 2026-Q4, 2026
+    period_start: Mapped[dt.date] = mapped_column(Date)
+    period_end: Mapped[dt.date] = mapped_column(Date)
+    quantity: Mapped[Decimal] = mapped_column(Numeric(12, 2))  # m² for PER_AREA, 1 otherwise
+    rate: Mapped[Decimal] = mapped_column(Numeric(12, 4))
+    amount: Mapped[Money]
+    due_date: Mapped[dt.date] = mapped_column(Date)
+    status: Mapped[BillStatus] = mapped_column(enum_column(BillStatus), default=BillStatus.UNPAID)
+    created_at: Mapped[dt.datetime] = created_at_column()
+
+    unit: Mapped[Unit] = relationship(lazy="raise")
+    fee_item: Mapped[FeeItem] = relationship(lazy="raise")
+
+    if TYPE_CHECKING:  # column properties added below, once Bill exists to correlate with
+        paid_amount: Decimal
+        waived_amount: Decimal
+        charged_amount: Decimal
+
+    __table_args__ = (
+        UniqueConstraint("unit_id", "fee_item_id", "period_start"),
+        Index("ix_bills_estate_period", "estate_id", "period_start"),
+        Index("ix_bills_unit_due", "unit_id", "due_date"),
+        CheckConstraint("amount >= 0", name="amount_non_negative"),
+        CheckConstraint("period_end >= period_start", name="period_order"),
+    )
+
+    @property
+    def outstanding(self) -> Decimal:
+        if self.status is BillStatus.VOID:
+            return Decimal("0.00")
+        owed = self.amount + self.charged_amount - self.paid_amount - self.waived_amount
+        return max(owed, Decimal("0.00"))
+
+
+# Sums over the lines, read with the bill (correlated subqueries over an indexed column).
+Bill.paid_amount = column_property(_line_sum(BillLineKind.PAYMENT) - _line_sum(BillLineKind.REVERSAL))  # type: ignore[assignment]
+Bill.waived_amount = column_property(_line_sum(BillLineKind.WAIVER))  # type: ignore[assignment]
+Bill.charged_amount = column_property(_line_sum(BillLineKind.ADJUSTMENT, BillLineKind.LATE_FEE))  # type: ignore[assignment]

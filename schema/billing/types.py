@@ -1,0 +1,57 @@
+"""GraphQL types of billing: fee items and bills."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import TYPE_CHECKING, Annotated
+
+import strawberry
+
+from backend.billing import models
+from schema.core.loaders import Relation, register_relation
+from schema.core.relay import Node
+from schema.core.types import orm_type
+
+if TYPE_CHECKING:
+    from schema.property.types import UnitType
+
+FeeKind = strawberry.enum(models.FeeKind, name="FeeKind")
+ChargeMethod = strawberry.enum(models.ChargeMethod, name="ChargeMethod")
+BillingCycle = strawberry.enum(models.BillingCycle, name="BillingCycle")
+BillStatus = strawberry.enum(models.BillStatus, name="BillStatus")
+
+
+@orm_type(models.FeeItem, name="FeeItem", description="A charge an estate bills its units (收费项目).")
+class FeeItemType(Node):
+    code: str
+    name: str
+    kind: FeeKind
+    method: ChargeMethod
+    cycle: BillingCycle
+    due_day: int = strawberry.field(description="Day of the period's first month the bill falls due.")
+    late_fee_daily_rate: Decimal
+    grace_days: int
+    active: bool
+
+
+@orm_type(models.Bill, name="Bill", description="What a unit owes for one fee item and period.")
+class BillType(Node):
+    period: str = strawberry.field(description="`2026-11`, `2026-Q4` or `2026`, by the fee item's cycle.")
+    period_start: dt.date
+    period_end: dt.date
+    quantity: Decimal = strawberry.field(description="Billed area in m² (PER_AREA) or 1.")
+    rate: Decimal
+    amount: Decimal = strawberry.field(description="The amount charged when the bill was issued; never edited.")
+    paid_amount: Decimal
+    waived_amount: Decimal
+    outstanding: Decimal
+    due_date: dt.date
+    status: BillStatus
+    created_at: dt.datetime
+    unit: Annotated[UnitType, strawberry.lazy("schema.property.types")]
+    fee_item: FeeItemType
+
+
+register_relation(models.Bill, "unit", Relation("unit"))
+register_relation(models.Bill, "feeItem", Relation("fee_item"))
