@@ -147,9 +147,16 @@ class BillLine(Base):
     amount: Mapped[Money]
     note: Mapped[str] = mapped_column(String(255), default="")
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    # The payment a PAYMENT line allocates (one line per bill the payment covers).
+    payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id", ondelete="RESTRICT"), index=True)
     created_at: Mapped[dt.datetime] = created_at_column()
 
-    __table_args__ = (CheckConstraint("kind = 'ADJUSTMENT' OR amount > 0", name="amount_sign"),)
+    bill: Mapped[Bill] = relationship(lazy="raise")
+
+    __table_args__ = (
+        CheckConstraint("kind = 'ADJUSTMENT' OR amount > 0", name="amount_sign"),
+        CheckConstraint("(kind = 'PAYMENT') = (payment_id IS NOT NULL)", name="payment_link"),
+    )
 
 
 def _line_sum(*kinds: BillLineKind) -> ScalarSelect[Decimal]:
@@ -208,3 +215,49 @@ class Bill(Base):
 Bill.paid_amount = column_property(_line_sum(BillLineKind.PAYMENT) - _line_sum(BillLineKind.REVERSAL))  # type: ignore[assignment]
 Bill.waived_amount = column_property(_line_sum(BillLineKind.WAIVER))  # type: ignore[assignment]
 Bill.charged_amount = column_property(_line_sum(BillLineKind.ADJUSTMENT, BillLineKind.LATE_FEE))  # type: ignore[assignment]
+
+
+class PaymentMethod(enum.Enum):
+    CASH = "cash"
+    CARD = "card"
+    BANK_TRANSFER = "bank_transfer"
+
+
+class PaymentStatus(enum.Enum):
+    SETTLED = "settled"
+
+
+class ReceiptCounter(Base):
+    """The next receipt number of a company. Taken under a row lock in the payment's own
+    transaction, so numbers are unique and gap-free (a rollback returns the number)."""
+
+    __tablename__ = "receipt_counters"
+
+    company_id: Mapped[int] = mapped_column(ForeignKey("org_units.id", ondelete="RESTRICT"), primary_key=True)
+    next_number: Mapped[int] = mapped_column(default=1)
+
+
+class Payment(Base):
+    """Money received. Never edited or deleted; a correction is a reversal (a later increment)."""
+
+    __tablename__ = "payments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    estate_id: Mapped[int] = mapped_column(ForeignKey("estates.id", ondelete="RESTRICT"), index=True)
+    amount: Mapped[Money]
+    method: Mapped[PaymentMethod] = mapped_column(enum_column(PaymentMethod))
+    status: Mapped[PaymentStatus] = mapped_column(enum_column(PaymentStatus))
+    receipt_number: Mapped[str | None] = mapped_column(String(32), unique=True)
+    idempotency_key: Mapped[str] = mapped_column(String(255))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    created_by_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    created_at: Mapped[dt.datetime] = created_at_column()
+
+    allocations: Mapped[list[BillLine]] = relationship(
+        lazy="raise", order_by="BillLine.id", primaryjoin="Payment.id == foreign(BillLine.payment_id)", viewonly=True
+    )
+
+    __table_args__ = (
+        UniqueConstraint("created_by_id", "idempotency_key"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+    )

@@ -20,6 +20,8 @@ FeeKind = strawberry.enum(models.FeeKind, name="FeeKind")
 ChargeMethod = strawberry.enum(models.ChargeMethod, name="ChargeMethod")
 BillingCycle = strawberry.enum(models.BillingCycle, name="BillingCycle")
 BillStatus = strawberry.enum(models.BillStatus, name="BillStatus")
+PaymentMethod = strawberry.enum(models.PaymentMethod, name="PaymentMethod")
+PaymentStatus = strawberry.enum(models.PaymentStatus, name="PaymentStatus")
 
 
 @orm_type(models.FeeItem, name="FeeItem", description="A charge an estate bills its units (收费项目).")
@@ -53,5 +55,23 @@ class BillType(Node):
     fee_item: FeeItemType
 
 
+@orm_type(models.BillLine, name="PaymentAllocation", description="The part of a payment that went to one bill.")
+class PaymentAllocationType:
+    amount: Decimal
+    bill: BillType
+
+
+@orm_type(models.Payment, name="Payment", description="Money received; never edited (corrections are reversals).")
+class PaymentType(Node):
+    amount: Decimal
+    method: PaymentMethod
+    status: PaymentStatus
+    receipt_number: str | None
+    created_at: dt.datetime
+    allocations: list[PaymentAllocationType] = strawberry.field(description="Oldest-due bill first.")
+
+
+register_relation(models.Payment, "allocations", Relation("allocations"))
+register_relation(models.BillLine, "bill", Relation("bill"))
 register_relation(models.Bill, "unit", Relation("unit"))
 register_relation(models.Bill, "feeItem", Relation("fee_item"))

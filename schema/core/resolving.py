@@ -64,6 +64,14 @@ async def get_scoped(info: Info, model: type[M], pk: int | None, *, action: str 
     return (await ctx.session.scalars(statement)).unique().one_or_none()
 
 
+def payload_options(info: Info, model: type[Any], field: str) -> list[Any]:
+    """Loader options for what the mutation payload's ``field`` selects under ``model``."""
+    for selected in _selections(info):
+        if isinstance(selected, SelectedField) and selected.name == field:
+            return load_options(info.context, model, selected.selections)
+    return []
+
+
 async def reload_for_payload(info: Info, model: type[M], pk: int, field: str) -> M | None:
     """Re-read an object a mutation wrote, with what the payload's ``field`` selects preloaded."""
     ctx = info.context

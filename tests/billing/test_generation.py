@@ -4,98 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 import pytest
-import pytest_asyncio
-from sqlalchemy import delete, select, text
+from billing_support import Ledger
+from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
 from backend.billing.errors import BillingError
 from backend.billing.models import (
     Bill,
-    BillingCycle,
     BillLine,
     BillLineKind,
-    ChargeMethod,
     FeeBinding,
-    FeeItem,
-    FeeKind,
     FeeRate,
 )
 from backend.billing.periods import parse_month
 from backend.billing.service import generate_bills
-from backend.property.models import Building, Estate, OrgUnit, Unit, UnitUsage
 
 NOV = dt.date(2026, 11, 1)
-
-
-@dataclass
-class Ledger:
-    estate: Estate
-    units: list[Unit]
-    items: dict[str, FeeItem]
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def ledger(runtime: Any) -> AsyncIterator[Ledger]:
-    """A fresh estate: two flats (89.56 m², 120.00 m²) and a parking space, three fee items."""
-    code = f"BG{uuid.uuid4().hex[:8].upper()}"
-    async with runtime.sessionmaker() as session, session.begin():
-        office = await session.scalar(select(OrgUnit).where(OrgUnit.code == "N1"))
-        assert office is not None
-        estate = Estate(org_unit_id=office.id, org_path=office.path, code=code, name="账单测试")
-        session.add(estate)
-        await session.flush()
-        building = Building(estate_id=estate.id, code="1", name="1号楼")
-        session.add(building)
-        await session.flush()
-        units = [
-            Unit(estate_id=estate.id, building_id=building.id, code=c, floor=1, building_area=Decimal(a),
-                 inner_area=Decimal(a) * Decimal("0.8"), usage=u)
-            for c, a, u in (("1-1-101", "89.56", UnitUsage.RESIDENTIAL), ("1-1-102", "120.00", UnitUsage.RESIDENTIAL),
-                            ("P-1-001", "12.50", UnitUsage.PARKING))
-        ]  # fmt: skip
-        session.add_all(units)
-        items = {
-            "PF": FeeItem(estate_id=estate.id, code="PF", name="物业费", kind=FeeKind.PROPERTY_FEE,
-                          method=ChargeMethod.PER_AREA, cycle=BillingCycle.MONTHLY, due_day=31 - 3),
-            "GB": FeeItem(estate_id=estate.id, code="GB", name="垃圾费", kind=FeeKind.GARBAGE,
-                          method=ChargeMethod.FIXED, cycle=BillingCycle.QUARTERLY, due_day=10),
-            "PK": FeeItem(estate_id=estate.id, code="PK", name="车位费", kind=FeeKind.PARKING,
-                          method=ChargeMethod.FIXED, cycle=BillingCycle.MONTHLY, due_day=5),
-        }  # fmt: skip
-        session.add_all(items.values())
-        await session.flush()
-        since = dt.date(2026, 1, 1)
-        session.add_all(
-            [
-                FeeRate(fee_item_id=items["PF"].id, rate=Decimal("2.50"), effective_from=since),
-                FeeRate(fee_item_id=items["GB"].id, rate=Decimal("30.00"), effective_from=since),
-                FeeRate(fee_item_id=items["PK"].id, rate=Decimal("150.00"), effective_from=since),
-            ]
-            + [FeeBinding(unit_id=u.id, fee_item_id=items["PF"].id, start_date=since) for u in units[:2]]
-            + [FeeBinding(unit_id=u.id, fee_item_id=items["GB"].id, start_date=since) for u in units[:2]]
-            + [FeeBinding(unit_id=units[2].id, fee_item_id=items["PK"].id, start_date=since)]
-        )
-    yield Ledger(estate, units, items)
-    async with runtime.sessionmaker() as session, session.begin():
-        bills = select(Bill.id).where(Bill.estate_id == estate.id)
-        await session.execute(text("ALTER TABLE bill_lines DISABLE TRIGGER bill_lines_append_only"))
-        await session.execute(delete(BillLine).where(BillLine.bill_id.in_(bills)))
-        await session.execute(text("ALTER TABLE bill_lines ENABLE TRIGGER bill_lines_append_only"))
-        await session.execute(delete(Bill).where(Bill.estate_id == estate.id))
-        item_ids = [i.id for i in items.values()]
-        await session.execute(delete(FeeBinding).where(FeeBinding.fee_item_id.in_(item_ids)))
-        await session.execute(delete(FeeRate).where(FeeRate.fee_item_id.in_(item_ids)))
-        await session.execute(delete(FeeItem).where(FeeItem.id.in_(item_ids)))
-        await session.execute(delete(Unit).where(Unit.estate_id == estate.id))
-        await session.execute(delete(Building).where(Building.estate_id == estate.id))
-        await session.execute(delete(Estate).where(Estate.id == estate.id))
 
 
 async def _generate(runtime: Any, ledger: Ledger, month: dt.date) -> tuple[int, int]:
@@ -187,18 +115,18 @@ async def test_an_ended_binding_bills_nothing_afterwards(runtime: Any, ledger: L
 
 
 async def test_bill_lines_can_be_added_but_never_edited(runtime: Any, ledger: Ledger) -> None:
-    # given a bill with a payment line
+    # given a bill with an area correction (面积变更) line
     await _generate(runtime, ledger, NOV)
     bill = (await _bills(runtime, ledger))[0]
     async with runtime.sessionmaker() as session, session.begin():
-        line = BillLine(bill_id=bill.id, kind=BillLineKind.PAYMENT, amount=Decimal("100.00"))
+        line = BillLine(bill_id=bill.id, kind=BillLineKind.ADJUSTMENT, amount=Decimal("-10.00"), note="面积更正")
         session.add(line)
     # when / then: the sums follow the lines …
     async with runtime.sessionmaker() as session:
-        paid = await session.scalar(select(Bill).where(Bill.id == bill.id))
-        assert paid is not None
-        assert paid.paid_amount == Decimal("100.00")
-        assert paid.outstanding == bill.amount - Decimal("100.00")
+        adjusted = await session.scalar(select(Bill).where(Bill.id == bill.id))
+        assert adjusted is not None
+        assert adjusted.charged_amount == Decimal("-10.00")
+        assert adjusted.outstanding == bill.amount - Decimal("10.00")
     # … and the database refuses to edit or delete a line
     for statement in (
         text("UPDATE bill_lines SET amount = 1 WHERE id = :id"),
