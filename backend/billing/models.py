@@ -191,9 +191,9 @@ class Bill(Base):
     fee_item: Mapped[FeeItem] = relationship(lazy="raise")
 
     if TYPE_CHECKING:  # column properties added below, once Bill exists to correlate with
-        paid_amount: Decimal
-        waived_amount: Decimal
-        charged_amount: Decimal
+        paid_amount: Mapped[Decimal]
+        waived_amount: Mapped[Decimal]
+        charged_amount: Mapped[Decimal]
 
     __table_args__ = (
         UniqueConstraint("unit_id", "fee_item_id", "period_start"),
@@ -212,9 +212,9 @@ class Bill(Base):
 
 
 # Sums over the lines, read with the bill (correlated subqueries over an indexed column).
-Bill.paid_amount = column_property(_line_sum(BillLineKind.PAYMENT) - _line_sum(BillLineKind.REVERSAL))  # type: ignore[assignment]
-Bill.waived_amount = column_property(_line_sum(BillLineKind.WAIVER))  # type: ignore[assignment]
-Bill.charged_amount = column_property(_line_sum(BillLineKind.ADJUSTMENT, BillLineKind.LATE_FEE))  # type: ignore[assignment]
+Bill.paid_amount = column_property(_line_sum(BillLineKind.PAYMENT) - _line_sum(BillLineKind.REVERSAL))
+Bill.waived_amount = column_property(_line_sum(BillLineKind.WAIVER))
+Bill.charged_amount = column_property(_line_sum(BillLineKind.ADJUSTMENT, BillLineKind.LATE_FEE))
 
 
 class PaymentMethod(enum.Enum):

@@ -744,7 +744,7 @@ def test_the_matrix_covers_every_root_field() -> None:
 
     covered_queries = {"viewer", "node", "users", "orgUnits", "estates", "units", "people", "announcements"}
     # Billing's rows live beside its tests (tests/billing/test_bills_api.py).
-    covered_queries |= {"bills", "feeItems"}
+    covered_queries |= {"bills", "feeItems", "billingSummary", "arrearsAging"}
     covered_mutations = {
         "createEstate",
         "createBuilding",
