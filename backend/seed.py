@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import insert, literal, select
+from sqlalchemy import func, insert, literal, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,7 +28,7 @@ from backend import demo_names
 from backend.access.models import Credential, CredentialKind
 from backend.accounts.models import User, UserKind
 from backend.accounts.passwords import hash_password
-from backend.billing.models import BillingCycle, ChargeMethod, FeeBinding, FeeItem, FeeKind, FeeRate
+from backend.billing.models import BillingCycle, ChargeMethod, FeeBinding, FeeItem, FeeKind, FeeRate, Payment
 from backend.billing.service import generate_bills
 from backend.db import local_today
 from backend.devices.models import Device, DeviceKind
@@ -86,6 +86,7 @@ class SeedReport:
     credentials: SeedCount = field(default_factory=SeedCount)
     fee_items: SeedCount = field(default_factory=SeedCount)
     bills: SeedCount = field(default_factory=SeedCount)
+    payments: SeedCount = field(default_factory=SeedCount)
 
     def counts(self) -> dict[str, SeedCount]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -652,6 +653,101 @@ async def _ensure_billing(session: AsyncSession, report: SeedReport) -> None:
             )
             report.bills.created += generated.created
             report.bills.existing += generated.skipped
+        report.payments.existing += int(
+            await session.scalar(
+                select(func.count()).where(Payment.estate_id == estate.id, Payment.idempotency_key.startswith("seed:"))
+            )
+            or 0
+        )
+        report.payments.created += await _settle_demo_bills(session, estate, this_month)
+
+
+# How the demo's payers behave, by a stable hash of the unit id (percent of units):
+# 0-79 pay every bill before this month; 80-89 stopped paying 1-8 months ago (arrears in
+# every aging bucket); 90-94 pay all but the last two months, the older of those half;
+# 95-99 never pay.
+_SETTLE_DEMO_BILLS = text(
+    """
+    WITH profile AS (
+        SELECT b.id, b.amount, b.due_date, b.unit_id, b.period_start,
+               (b.unit_id * 37) % 100 AS kind, 1 + b.unit_id % 8 AS months_behind
+        FROM bills b
+        WHERE b.estate_id = :estate_id AND b.period_start < :this_month
+          AND NOT EXISTS (SELECT 1 FROM bill_lines l WHERE l.bill_id = b.id)
+    ),
+    owed AS (
+        SELECT id, due_date,
+               CASE
+                 WHEN kind < 80 THEN amount
+                 WHEN kind < 90 AND period_start < (:this_month - make_interval(months => months_behind))::date
+                   THEN amount
+                 WHEN kind < 95 AND period_start < (:this_month - interval '2 months')::date THEN amount
+                 WHEN kind < 95 AND period_start < (:this_month - interval '1 month')::date THEN round(amount / 2, 2)
+                 ELSE 0
+               END AS paid
+        FROM profile
+    ),
+    numbered AS (
+        SELECT id, due_date, paid, row_number() OVER (ORDER BY due_date, id) AS n
+        FROM owed WHERE paid > 0
+    ),
+    paid AS (
+        INSERT INTO payments (estate_id, amount, method, status, receipt_number, idempotency_key, request_hash,
+                              created_by_id, created_at)
+        SELECT :estate_id, n.paid, CASE WHEN n.n % 3 = 0 THEN 'CASH' WHEN n.n % 3 = 1 THEN 'BANK_TRANSFER' ELSE 'CARD' END,
+               'SETTLED', 'R' || :company_code || '-' || lpad((:first_number + n.n - 1)::text, 8, '0'),
+               'seed:' || n.id, md5('seed:' || n.id), :actor_id, n.due_date - interval '3 days'
+        FROM numbered n
+        RETURNING id, idempotency_key, amount
+    ),
+    lines AS (
+        INSERT INTO bill_lines (bill_id, kind, amount, note, created_by_id, payment_id, created_at)
+        SELECT substr(p.idempotency_key, 6)::int, 'PAYMENT', p.amount, '', :actor_id, p.id, now()
+        FROM paid p
+        RETURNING bill_id, amount
+    ),
+    statuses AS (
+        UPDATE bills b SET status = CASE WHEN l.amount >= b.amount THEN 'PAID' ELSE 'PARTIAL' END
+        FROM lines l WHERE l.bill_id = b.id
+        RETURNING b.id
+    )
+    SELECT count(*) FROM statuses
+    """
+)
+
+
+async def _settle_demo_bills(session: AsyncSession, estate: Estate, this_month: dt.date) -> int:
+    """Payments for most of the demo's past bills, in one statement (idempotent: a bill with
+    any line is left alone), with receipt numbers continuing the company's sequence."""
+    company_id = int(estate.org_path.split("/")[1])
+    company_code = await session.scalar(select(OrgUnit.code).where(OrgUnit.id == company_id))
+    actor_id = await session.scalar(select(User.id).where(User.username == "finance.north"))
+    # The company's receipt counter, locked for this transaction, as payments.py does.
+    await session.execute(
+        text("INSERT INTO receipt_counters (company_id, next_number) VALUES (:id, 1) ON CONFLICT DO NOTHING"),
+        {"id": company_id},
+    )
+    first_number = await session.scalar(
+        text("SELECT next_number FROM receipt_counters WHERE company_id = :id FOR UPDATE"), {"id": company_id}
+    )
+    settled = int(
+        await session.scalar(
+            _SETTLE_DEMO_BILLS,
+            {
+                "estate_id": estate.id,
+                "this_month": this_month,
+                "company_code": company_code,
+                "actor_id": actor_id,
+                "first_number": first_number,
+            },
+        )
+        or 0
+    )
+    await session.execute(
+        text("UPDATE receipt_counters SET next_number = next_number + :n WHERE company_id = :id"),
+        {"n": settled, "id": company_id},
+    )
+    return settled
 
 
 # The demo devices of CONTRACT.md: (device id, estate, kind, name, location).

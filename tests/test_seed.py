@@ -21,7 +21,9 @@ from authz.models import CasbinRule
 from backend.access.models import Credential, CredentialKind
 from backend.accounts.models import User, UserKind
 from backend.accounts.passwords import verify_password
-from backend.db import make_engine, make_sessionmaker, transaction
+from backend.billing import reports
+from backend.billing.models import Bill, BillStatus, Payment
+from backend.db import local_today, make_engine, make_sessionmaker, transaction
 from backend.devices.models import Device
 from backend.migrate import upgrade
 from backend.people.models import Occupancy, OccupancyRole, Person
@@ -341,3 +343,18 @@ async def test_contract_devices_and_card_credential_exist(demo: SeededDemo) -> N
     assert owner is not None
     assert card.person_id == owner.person_id
     assert card.reference == "card:A1000001"
+
+
+async def test_the_demo_has_paid_partial_and_overdue_bills_in_every_aging_bucket(demo: SeededDemo) -> None:
+    # given the seeded demo
+    async with demo.sessionmaker() as session:
+        # when
+        statuses = set(await session.scalars(select(Bill.status).distinct()))
+        receipts = (await session.scalars(select(Payment.receipt_number).order_by(Payment.receipt_number))).all()
+        estate_id = await session.scalar(select(Estate.id).where(Estate.code == "DEMO-A"))
+        assert estate_id is not None
+        buckets = await reports.arrears_aging(session, estate_id=estate_id, today=local_today())
+    # then
+    assert statuses == {BillStatus.PAID, BillStatus.PARTIAL, BillStatus.UNPAID}
+    assert [int(r.rsplit("-", 1)[1]) for r in receipts if r] == list(range(1, len(receipts) + 1))
+    assert all(b.amount > 0 and b.units > 0 for b in buckets), buckets
