@@ -8,14 +8,22 @@ import strawberry
 from sqlalchemy import select
 
 from authz.scopes import scoped
-from backend.billing import models, payments, service
+from backend.billing import adjustments, models, payments, service
 from backend.billing.errors import BillingError, BillingErrorCode
 from backend.billing.periods import parse_month
 from backend.property.models import Estate
 from schema.billing.types import BillType, PaymentMethod, PaymentType
 from schema.core.errors import Forbidden, UserError, user_error
 from schema.core.relay import try_decode_id
-from schema.core.resolving import Info, authorised_target, estate_own_path, estate_path, payload_options, unit_of_work
+from schema.core.resolving import (
+    Info,
+    authorised_target,
+    estate_own_path,
+    estate_path,
+    payload_options,
+    reload_for_payload,
+    unit_of_work,
+)
 
 
 @strawberry.input
@@ -49,6 +57,25 @@ class PayBillsInput:
 class PayBillsPayload:
     payment: PaymentType | None = None
     bills: list[BillType] = strawberry.field(default_factory=list)
+    errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class WaiveBillInput:
+    bill_id: strawberry.ID
+    amount: Decimal = strawberry.field(description="Whole cents, at most what the bill still owes.")
+    reason: str
+
+
+@strawberry.input
+class VoidBillInput:
+    bill_id: strawberry.ID
+    reason: str
+
+
+@strawberry.type
+class BillPayload:
+    bill: BillType | None = None
     errors: list[UserError] = strawberry.field(default_factory=list)
 
 
@@ -130,3 +157,45 @@ class BillingMutation:
             .execution_options(populate_existing=True)
         )
         return PayBillsPayload(payment=payment, bills=list(bills.unique()))
+
+    @strawberry.mutation(description="Waive (减免) part or all of a bill, with a reason; audited. Needs `Bill waive`.")
+    async def waive_bill(self, info: Info, input: WaiveBillInput) -> BillPayload:
+        return await _adjust(info, input.bill_id, "waive", input.reason, input.amount)
+
+    @strawberry.mutation(description="Void a bill issued in error (no payments on it); audited. Needs `Bill void`.")
+    async def void_bill(self, info: Info, input: VoidBillInput) -> BillPayload:
+        return await _adjust(info, input.bill_id, "void", input.reason, None)
+
+
+async def _adjust(info: Info, bill_id: strawberry.ID, act: str, reason: str, amount: Decimal | None) -> BillPayload:
+    ctx = info.context
+    principal = ctx.require_principal()
+
+    async def bill_path(bill: models.Bill) -> str:
+        return await estate_path(ctx.session, bill.estate_id)
+
+    bill = await authorised_target(info, models.Bill, bill_id, type_name="Bill", obj="Bill", act=act, path_of=bill_path)
+    if bill is None:
+        return BillPayload(errors=[user_error(BillingErrorCode.NOT_FOUND, "No such bill.", "billId")])
+    try:
+        async with unit_of_work(ctx):
+            if amount is None:
+                await adjustments.void_bill(
+                    session=ctx.session,
+                    bill_id=bill.id,
+                    reason=reason,
+                    actor_id=principal.user_id,
+                    request_id=ctx.request_id,
+                )
+            else:
+                await adjustments.waive_bill(
+                    session=ctx.session,
+                    bill_id=bill.id,
+                    amount=amount,
+                    reason=reason,
+                    actor_id=principal.user_id,
+                    request_id=ctx.request_id,
+                )
+    except BillingError as exc:
+        return BillPayload(errors=[user_error(exc.code, exc.message, exc.field)])
+    return BillPayload(bill=await reload_for_payload(info, models.Bill, bill.id, "bill"))
