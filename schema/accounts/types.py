@@ -8,16 +8,17 @@ import enum
 import strawberry
 from sqlalchemy import select
 
+from authz.scopes import occupancy_current, scoped
 from backend.accounts import models
 from backend.accounts.roles import role_assignments
 from backend.notifications import models as notification_models
 from backend.notifications.service import unread_count
-from schema.core.loaders import Relation, register_relation
+from schema.core.loaders import Relation, load_options, register_relation
 from schema.core.relay import Connection, Node
 from schema.core.resolving import Info, scoped_connection
 from schema.core.types import orm_type
 from schema.people.types import PersonType
-from schema.property.types import OrgUnitType
+from schema.property.types import OrgUnitType, UnitType
 
 UserKind = strawberry.enum(models.UserKind, name="UserKind")
 
@@ -65,6 +66,26 @@ class ViewerType:
         from schema.core.resolving import get_scoped
 
         return await get_scoped(info, Person, root.person_id)  # type: ignore[return-value]
+
+    @strawberry.field(description="The units the viewer currently occupies (owner, tenant, family); empty for staff.")
+    @staticmethod
+    async def units(root: strawberry.Parent[models.User], info: Info) -> list[UnitType]:
+        if root.person_id is None:
+            return []
+        from backend.people.models import Occupancy
+        from backend.property.models import Unit
+
+        statement = (
+            select(Unit)
+            .where(
+                Unit.id.in_(select(Occupancy.unit_id).where(Occupancy.person_id == root.person_id, occupancy_current()))
+            )
+            .order_by(Unit.id)
+        )
+        statement = scoped(statement, Unit, info.context.permissions).options(
+            *load_options(info.context, Unit, info.selected_fields[0].selections)
+        )
+        return list((await info.context.session.scalars(statement)).unique().all())
 
     @strawberry.field
     @staticmethod

@@ -24,6 +24,12 @@ PaymentMethod = strawberry.enum(models.PaymentMethod, name="PaymentMethod")
 PaymentStatus = strawberry.enum(models.PaymentStatus, name="PaymentStatus")
 
 
+@strawberry.input
+class UnitBillFilter:
+    status: BillStatus | None = None
+    period: str | None = None
+
+
 @orm_type(models.FeeItem, name="FeeItem", description="A charge an estate bills its units (收费项目).")
 class FeeItemType(Node):
     code: str

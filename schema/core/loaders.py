@@ -107,6 +107,31 @@ class Loaders:
             self._loaders[(Loaders, "roles_by_user")] = loader
         return loader
 
+    def bills_by_unit(self, status: Any, period: str | None) -> DataLoader[int, list[Any]]:
+        """A unit's bills in the caller's scope, oldest due first, for one filter."""
+        key = (Loaders, f"bills:{status}:{period}")
+        loader = self._loaders.get(key)
+        if loader is None:
+            from backend.billing.models import Bill
+
+            ctx = self._ctx
+
+            async def load(unit_ids: Sequence[int]) -> list[list[Any]]:
+                statement = select(Bill).where(Bill.unit_id.in_(unit_ids), predicate(Bill, ctx.permissions))
+                if status is not None:
+                    statement = statement.where(Bill.status == status)
+                if period:
+                    statement = statement.where(Bill.period == period)
+                rows = (await ctx.session.scalars(statement.order_by(Bill.due_date, Bill.id))).all()
+                grouped: dict[int, list[Any]] = {unit_id: [] for unit_id in unit_ids}
+                for bill in rows:
+                    grouped[bill.unit_id].append(bill)
+                return [grouped[unit_id] for unit_id in unit_ids]
+
+            loader = DataLoader(load_fn=load)
+            self._loaders[key] = loader
+        return loader
+
     def for_relation(self, model: type[Any], attribute: str) -> DataLoader[Any, Any]:
         key = (model, attribute)
         loader = self._loaders.get(key)

@@ -14,6 +14,8 @@ from schema.core.relay import Node
 from schema.core.types import orm_type
 
 if TYPE_CHECKING:
+    from schema.billing.types import BillType, UnitBillFilter
+    from schema.core.context import Context
     from schema.people.types import OccupancyType
 
 OrgUnitKind = strawberry.enum(models.OrgUnitKind, name="OrgUnitKind")
@@ -71,6 +73,17 @@ class UnitType(Node):
     occupancies: list[Annotated[OccupancyType, strawberry.lazy("schema.people.types")]] = strawberry.field(
         name="occupants", description="Current occupants (owners, tenants, family) visible to the caller."
     )
+
+    @strawberry.field(description="The unit's bills the caller may see, oldest due first (batched per request).")
+    @staticmethod
+    async def bills(
+        root: strawberry.Parent[models.Unit],
+        info: strawberry.Info[Context, None],
+        filter: Annotated[UnitBillFilter, strawberry.lazy("schema.billing.types")] | None = None,
+    ) -> list[Annotated[BillType, strawberry.lazy("schema.billing.types")]]:
+        status = filter.status if filter is not None else None
+        period = filter.period if filter is not None else None
+        return await info.context.loaders.bills_by_unit(status, period).load(root.id)  # type: ignore[no-any-return]
 
 
 register_relation(models.Estate, "office", Relation("org_unit"))
