@@ -18,7 +18,7 @@ from sqlalchemy import ColumnElement, Select, String, and_, cast, exists, false,
 from authz.models import CasbinRule
 from authz.principal import Permissions, Principal
 from backend.accounts.models import User
-from backend.billing.models import Bill, BillLine, FeeItem
+from backend.billing.models import Bill, BillLine, FeeItem, FeeRate
 from backend.db import local_today
 from backend.notifications.models import Announcement, AnnouncementEstate, Notification
 from backend.people.models import Occupancy, Person
@@ -136,6 +136,12 @@ RULES: dict[type[Any], RowRule] = {
         "Bill",
         staff=lambda d: Bill.estate_id.in_(estates_under(d)),
         own=lambda p: Bill.unit_id.in_(own_unit_ids(p)),
+    ),
+    # A fee item's rates are seen with the item.
+    FeeRate: RowRule(
+        "FeeItem",
+        staff=lambda d: FeeRate.fee_item_id.in_(select(FeeItem.id).where(FeeItem.estate_id.in_(estates_under(d)))),
+        own=lambda p: FeeRate.fee_item_id.in_(select(Bill.fee_item_id).where(Bill.unit_id.in_(own_unit_ids(p)))),
     ),
     # A bill's lines are seen with the bill.
     BillLine: RowRule(

@@ -28,7 +28,7 @@ from backend.settings import Settings
 from schema.accounts.mutations import AccountsMutation
 from schema.accounts.queries import AccountsQuery
 from schema.accounts.types import NotificationType, UserType, ViewerType
-from schema.billing.mutations import BillingMutation
+from schema.billing.mutations import BillingMutation, FeeItemMutation
 from schema.billing.queries import BillingQuery
 from schema.billing.types import BillType, FeeItemType
 from schema.core.context import OperationScope
@@ -89,6 +89,7 @@ Mutation = merge_types(
         PropertyImportMutation,
         PeopleMutation,
         BillingMutation,
+        FeeItemMutation,
         NotificationsMutation,
     ),
 )

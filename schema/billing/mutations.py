@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 
 import strawberry
 from sqlalchemy import select
 
 from authz.scopes import scoped
-from backend.billing import adjustments, models, payments, service
+from backend.billing import adjustments, fee_items, models, payments, service
 from backend.billing.errors import BillingError, BillingErrorCode
 from backend.billing.periods import parse_month
 from backend.property.models import Estate
-from schema.billing.types import BillType, PaymentMethod, PaymentType
+from schema.billing.types import (
+    BillingCycle,
+    BillType,
+    ChargeMethod,
+    FeeItemType,
+    FeeKind,
+    PaymentMethod,
+    PaymentType,
+)
 from schema.core.errors import Forbidden, UserError, user_error
 from schema.core.relay import try_decode_id
 from schema.core.resolving import (
@@ -24,6 +33,7 @@ from schema.core.resolving import (
     reload_for_payload,
     unit_of_work,
 )
+from schema.property.types import UnitUsage
 
 
 @strawberry.input
@@ -77,6 +87,144 @@ class VoidBillInput:
 class BillPayload:
     bill: BillType | None = None
     errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class CreateFeeItemInput:
+    estate_id: strawberry.ID
+    code: str = strawberry.field(description="The company's fee code, e.g. `PF01`; unique in the estate.")
+    name: str
+    kind: FeeKind
+    method: ChargeMethod
+    cycle: BillingCycle
+    rate: Decimal = strawberry.field(description="Per m² per month (PER_AREA) or per cycle (FIXED), ≤ 4 decimals.")
+    effective_from: dt.date
+    due_day: int = 15
+    late_fee_daily_rate: Decimal = Decimal("0")
+    grace_days: int = 0
+
+
+@strawberry.type
+class FeeItemPayload:
+    fee_item: FeeItemType | None = None
+    errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class SetFeeRateInput:
+    fee_item_id: strawberry.ID
+    rate: Decimal
+    effective_from: dt.date
+
+
+@strawberry.input
+class BindFeeItemInput:
+    fee_item_id: strawberry.ID
+    start_date: dt.date
+    unit_ids: list[strawberry.ID] | None = strawberry.field(default=None, description="These units, or …")
+    building_id: strawberry.ID | None = strawberry.field(default=None, description="… every unit of a building, …")
+    usage: UnitUsage | None = strawberry.field(default=None, description="… of a usage (filters combine).")
+
+
+@strawberry.type
+class BindFeeItemPayload:
+    bound_count: int = 0
+    skipped_count: int = strawberry.field(default=0, description="Units bound already on that date.")
+    errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class FeeItemMutation:
+    @strawberry.mutation(
+        description="Create a fee item with its first rate. Needs `FeeItem create` (finance, manager)."
+    )
+    async def create_fee_item(self, info: Info, input: CreateFeeItemInput) -> FeeItemPayload:
+        ctx = info.context
+        principal = ctx.require_principal()
+        estate = await authorised_target(
+            info, Estate, input.estate_id, type_name="Estate", obj="FeeItem", act="create", path_of=estate_own_path
+        )
+        if estate is None:
+            return FeeItemPayload(errors=[user_error(BillingErrorCode.NOT_FOUND, "No such estate.", "estateId")])
+        try:
+            async with unit_of_work(ctx):
+                item = await fee_items.create_fee_item(
+                    session=ctx.session,
+                    estate=estate,
+                    code=input.code,
+                    name=input.name,
+                    kind=input.kind,
+                    method=input.method,
+                    cycle=input.cycle,  # type: ignore[arg-type]
+                    rate=input.rate,
+                    effective_from=input.effective_from,
+                    due_day=input.due_day,
+                    late_fee_daily_rate=input.late_fee_daily_rate,
+                    grace_days=input.grace_days,
+                    actor_id=principal.user_id,
+                    request_id=ctx.request_id,
+                )
+        except BillingError as exc:
+            return FeeItemPayload(errors=[user_error(exc.code, exc.message, exc.field)])
+        return FeeItemPayload(fee_item=await reload_for_payload(info, models.FeeItem, item.id, "feeItem"))
+
+    @strawberry.mutation(description="A new rate from a date; issued bills keep theirs. Needs `FeeItem update`.")
+    async def set_fee_rate(self, info: Info, input: SetFeeRateInput) -> FeeItemPayload:
+        ctx = info.context
+        principal = ctx.require_principal()
+        item = await _fee_item_for_update(info, input.fee_item_id)
+        if item is None:
+            return FeeItemPayload(errors=[user_error(BillingErrorCode.NOT_FOUND, "No such fee item.", "feeItemId")])
+        try:
+            async with unit_of_work(ctx):
+                await fee_items.set_rate(
+                    session=ctx.session,
+                    item=item,
+                    rate=input.rate,
+                    effective_from=input.effective_from,
+                    actor_id=principal.user_id,
+                    request_id=ctx.request_id,
+                )
+        except BillingError as exc:
+            return FeeItemPayload(errors=[user_error(exc.code, exc.message, exc.field)])
+        return FeeItemPayload(fee_item=await reload_for_payload(info, models.FeeItem, item.id, "feeItem"))
+
+    @strawberry.mutation(
+        description="Bind a fee item to units: listed ones, a building's, a usage's — in one statement. "
+        "Needs `FeeItem update`."
+    )
+    async def bind_fee_item(self, info: Info, input: BindFeeItemInput) -> BindFeeItemPayload:
+        ctx = info.context
+        principal = ctx.require_principal()
+        item = await _fee_item_for_update(info, input.fee_item_id)
+        if item is None:
+            return BindFeeItemPayload(errors=[user_error(BillingErrorCode.NOT_FOUND, "No such fee item.", "feeItemId")])
+        unit_ids = None if input.unit_ids is None else [try_decode_id(u, "Unit") or 0 for u in input.unit_ids]
+        building_id = None if input.building_id is None else try_decode_id(input.building_id, "Building") or 0
+        try:
+            async with unit_of_work(ctx):
+                bound, skipped = await fee_items.bind_units(
+                    session=ctx.session,
+                    item=item,
+                    start_date=input.start_date,
+                    unit_ids=unit_ids,
+                    building_id=building_id,
+                    usage=input.usage,  # type: ignore[arg-type]
+                    actor_id=principal.user_id,
+                    request_id=ctx.request_id,
+                )
+        except BillingError as exc:
+            return BindFeeItemPayload(errors=[user_error(exc.code, exc.message, exc.field)])
+        return BindFeeItemPayload(bound_count=bound, skipped_count=skipped)
+
+
+async def _fee_item_for_update(info: Info, fee_item_id: strawberry.ID) -> models.FeeItem | None:
+    async def item_path(item: models.FeeItem) -> str:
+        return await estate_path(info.context.session, item.estate_id)
+
+    return await authorised_target(
+        info, models.FeeItem, fee_item_id, type_name="FeeItem", obj="FeeItem", act="update", path_of=item_path
+    )
 
 
 @strawberry.type

@@ -7,13 +7,16 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated
 
 import strawberry
+from sqlalchemy import inspect as sa_inspect
 
 from backend.billing import models
+from backend.db import local_today
 from schema.core.loaders import Relation, register_relation
 from schema.core.relay import Node
 from schema.core.types import orm_type
 
 if TYPE_CHECKING:
+    from schema.core.context import Context
     from schema.property.types import UnitType
 
 FeeKind = strawberry.enum(models.FeeKind, name="FeeKind")
@@ -41,6 +44,29 @@ class FeeItemType(Node):
     late_fee_daily_rate: Decimal
     grace_days: int
     active: bool
+
+    @strawberry.field(description="The rate in force today (the company's day).")
+    @staticmethod
+    async def current_rate(
+        root: strawberry.Parent[models.FeeItem], info: strawberry.Info[Context, None]
+    ) -> Decimal | None:
+        if "rates" in sa_inspect(root).unloaded:  # not preloaded by the look-ahead: batch it
+            loaded: list[models.FeeRate] = await info.context.loaders.for_relation(models.FeeItem, "rates").load(
+                root.id
+            )
+        else:
+            loaded = root.rates
+        today = local_today()
+        rates = [r for r in loaded if r.effective_from <= today]
+        return max(rates, key=lambda r: r.effective_from).rate if rates else None
+
+    rates: list[FeeRateType] = strawberry.field(description="Every rate with the date it applies from.")
+
+
+@orm_type(models.FeeRate, name="FeeRate")
+class FeeRateType:
+    rate: Decimal
+    effective_from: dt.date
 
 
 @orm_type(models.Bill, name="Bill", description="What a unit owes for one fee item and period.")
@@ -78,6 +104,8 @@ class PaymentType(Node):
 
 
 register_relation(models.Payment, "allocations", Relation("allocations"))
+register_relation(models.FeeItem, "rates", Relation("rates"))
+register_relation(models.FeeItem, "currentRate", Relation("rates"))
 register_relation(models.BillLine, "bill", Relation("bill"))
 register_relation(models.Bill, "unit", Relation("unit"))
 register_relation(models.Bill, "feeItem", Relation("fee_item"))

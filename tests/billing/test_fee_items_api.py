@@ -1,0 +1,167 @@
+"""createFeeItem, setFeeRate, bindFeeItem: what finance sets up before bills can be made."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from sqlalchemy import delete, func, select
+
+from backend.audit.models import AuditEntry
+from backend.billing.models import FeeBinding, FeeItem, FeeRate
+from backend.property.models import Estate
+
+ESTATES = 'query { estates(first: 5, filter: {codePrefix: "DEMO-"}) { edges { node { id code } } } }'
+
+CREATE = """
+mutation($input: CreateFeeItemInput!) {
+  createFeeItem(input: $input) {
+    feeItem { id code name method cycle currentRate rates { rate effectiveFrom } }
+    errors { field code message }
+  }
+}
+"""
+SET_RATE = """
+mutation($input: SetFeeRateInput!) {
+  setFeeRate(input: $input) { feeItem { currentRate rates { rate effectiveFrom } } errors { field code } }
+}
+"""
+BIND = """
+mutation($input: BindFeeItemInput!) { bindFeeItem(input: $input) { boundCount skippedCount errors { field code } } }
+"""
+
+
+async def _estate_ids(as_user: Any) -> dict[str, str]:
+    admin = await as_user("admin")
+    return {e["node"]["code"]: e["node"]["id"] for e in (await admin.data(ESTATES))["estates"]["edges"]}
+
+
+def _new_item(estate_id: str, code: str) -> dict[str, Any]:
+    return {
+        "input": {
+            "estateId": estate_id,
+            "code": code,
+            "name": "电梯运行费",
+            "kind": "OTHER",
+            "method": "PER_AREA",
+            "cycle": "MONTHLY",
+            "rate": "0.3500",
+            "effectiveFrom": "2026-01-01",
+        }
+    }
+
+
+async def _cleanup(runtime: Any, code: str) -> None:
+    async with runtime.sessionmaker() as session, session.begin():
+        ids = select(FeeItem.id).where(FeeItem.code == code)
+        await session.execute(delete(FeeBinding).where(FeeBinding.fee_item_id.in_(ids)))
+        await session.execute(delete(FeeRate).where(FeeRate.fee_item_id.in_(ids)))
+        await session.execute(delete(FeeItem).where(FeeItem.code == code))
+
+
+async def test_finance_sets_up_a_fee_item_and_binds_a_usage(as_user: Any, runtime: Any) -> None:
+    # given
+    estates = await _estate_ids(as_user)
+    finance = await as_user("finance.north")
+    code = f"EL{uuid.uuid4().hex[:6].upper()}"
+    try:
+        # when
+        created = await finance.data(CREATE, _new_item(estates["DEMO-A"], code))
+        item = created["createFeeItem"]["feeItem"]
+        rated = await finance.data(
+            SET_RATE, {"input": {"feeItemId": item["id"], "rate": "0.4000", "effectiveFrom": "2030-01-01"}}
+        )
+        again = await finance.data(
+            SET_RATE, {"input": {"feeItemId": item["id"], "rate": "0.5000", "effectiveFrom": "2030-01-01"}}
+        )
+        bound = await finance.data(
+            BIND, {"input": {"feeItemId": item["id"], "startDate": "2026-01-01", "usage": "RESIDENTIAL"}}
+        )
+        rebound = await finance.data(
+            BIND, {"input": {"feeItemId": item["id"], "startDate": "2026-06-01", "usage": "RESIDENTIAL"}}
+        )
+        # then
+        assert created["createFeeItem"]["errors"] == []
+        assert (item["code"], item["currentRate"]) == (code, "0.3500")
+        assert rated["setFeeRate"]["feeItem"]["currentRate"] == "0.3500"  # the new rate starts in 2030
+        assert [r["rate"] for r in rated["setFeeRate"]["feeItem"]["rates"]] == ["0.3500", "0.4000"]
+        assert [e["code"] for e in again["setFeeRate"]["errors"]] == ["RATE_EXISTS"]
+        residential = await _count_units(runtime, "DEMO-A", "RESIDENTIAL")
+        assert bound["bindFeeItem"] == {"boundCount": residential, "skippedCount": 0, "errors": []}
+        assert rebound["bindFeeItem"] == {"boundCount": 0, "skippedCount": residential, "errors": []}
+    finally:
+        await _cleanup(runtime, code)
+
+
+async def _count_units(runtime: Any, estate: str, usage: str) -> int:
+    from backend.property.models import Unit, UnitUsage
+
+    async with runtime.sessionmaker() as session:
+        return int(
+            await session.scalar(
+                select(func.count())
+                .select_from(Unit)
+                .join(Estate)
+                .where(Estate.code == estate, Unit.usage == UnitUsage[usage])
+            )
+            or 0
+        )
+
+
+@pytest.mark.parametrize(
+    ("username", "estate", "verdict"),
+    [
+        ("manager.north", "DEMO-B", "allowed"),
+        ("admin", "DEMO-C", "allowed"),
+        ("finance.north", "DEMO-C", "not found"),
+        ("cs.a", "DEMO-A", "FORBIDDEN"),
+        ("tech.a", "DEMO-A", "FORBIDDEN"),
+        ("owner.a1", "DEMO-A", "FORBIDDEN"),
+        (None, "DEMO-A", "UNAUTHENTICATED"),
+    ],
+)
+async def test_create_fee_item_by_role(
+    as_user: Any, runtime: Any, username: str | None, estate: str, verdict: str
+) -> None:
+    # given
+    estates = await _estate_ids(as_user)
+    client = await as_user(username)
+    code = f"RL{uuid.uuid4().hex[:6].upper()}"
+    request_id = uuid.uuid4().hex
+    try:
+        # when
+        body = (await client.post(CREATE, _new_item(estates[estate], code), **{"x-request-id": request_id})).json()
+        # then
+        async with runtime.sessionmaker() as session:
+            items = await session.scalar(select(func.count()).where(FeeItem.code == code))
+            audits = await session.scalar(select(func.count()).where(AuditEntry.request_id == request_id))
+        if verdict == "allowed":
+            assert body["data"]["createFeeItem"]["errors"] == []
+            assert (items, audits) == (1, 1)
+        else:
+            assert (items, audits) == (0, 0)
+            if verdict == "not found":
+                assert body["data"]["createFeeItem"]["errors"][0]["code"] == "NOT_FOUND"
+            else:
+                assert body["errors"][0]["extensions"]["code"] == verdict
+    finally:
+        await _cleanup(runtime, code)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "code"),
+    [
+        ("code", "pf 01", "INVALID_CODE"),
+        ("rate", "-1", "INVALID_RATE"),
+        ("rate", "0.12345", "INVALID_RATE"),
+        ("dueDay", 31, "INVALID_DUE_DAY"),
+    ],
+)
+async def test_a_bad_fee_item_is_refused(as_user: Any, field: str, value: Any, code: str) -> None:
+    estates = await _estate_ids(as_user)
+    finance = await as_user("finance.north")
+    variables = _new_item(estates["DEMO-A"], "BAD1")
+    variables["input"][field] = value
+    data = await finance.data(CREATE, variables)
+    assert [e["code"] for e in data["createFeeItem"]["errors"]] == [code]
