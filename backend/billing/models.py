@@ -20,6 +20,7 @@ from sqlalchemy import (
     Numeric,
     String,
     UniqueConstraint,
+    cast,
     func,
     select,
 )
@@ -161,7 +162,7 @@ class BillLine(Base):
 
 def _line_sum(*kinds: BillLineKind) -> ScalarSelect[Decimal]:
     return (
-        select(func.coalesce(func.sum(BillLine.amount), 0))
+        select(cast(func.coalesce(func.sum(BillLine.amount), 0), Numeric(12, 2)))
         .where(BillLine.bill_id == Bill.id, BillLine.kind.in_(kinds))
         .correlate_except(BillLine)
         .scalar_subquery()

@@ -24,6 +24,10 @@ AGING_BUCKETS: tuple[tuple[str, int, int | None], ...] = (
 )
 
 
+def _cents(value: object) -> Decimal:
+    return Decimal(str(value)).quantize(ZERO)
+
+
 @dataclass(frozen=True, slots=True)
 class Summary:
     billed: Decimal
@@ -71,7 +75,7 @@ async def billing_summary(
     """Bills whose period starts in ``month``: what was billed, collected (by any date),
     waived and is still outstanding — for the estate and per building."""
     base = _bills_of_month(estate_id, month)
-    total = Summary(*(Decimal(v) for v in (await session.execute(_sums(base))).one()))
+    total = Summary(*(_cents(v) for v in (await session.execute(_sums(base))).one()))
     per_building: list[BuildingSummary] = []
     buildings = (
         await session.scalars(select(Building.id).where(Building.estate_id == estate_id).order_by(Building.id))
@@ -90,7 +94,7 @@ async def billing_summary(
             .group_by(bills.c.building_id)
             .order_by(bills.c.building_id)
         )
-        per_building = [BuildingSummary(row[0], Summary(*(Decimal(v) for v in row[1:]))) for row in rows]
+        per_building = [BuildingSummary(row[0], Summary(*(_cents(v) for v in row[1:]))) for row in rows]
     return total, per_building
 
 
@@ -118,5 +122,5 @@ async def arrears_aging(session: AsyncSession, *, estate_id: int, today: dt.date
         .where(overdue.c.owed > 0)
         .group_by(bucket)
     )
-    found = {label: (Decimal(amount), int(units)) for label, amount, units in rows}
+    found = {label: (_cents(amount), int(units)) for label, amount, units in rows}
     return [AgingBucket(label, *found.get(label, (ZERO, 0))) for label, _low, _high in AGING_BUCKETS]

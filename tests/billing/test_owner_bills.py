@@ -54,3 +54,16 @@ async def test_bills_of_many_units_load_in_one_statement(as_user: Any, count_sta
 async def test_a_caller_without_bill_read_sees_no_bills_on_units(as_user: Any) -> None:
     data = await (await as_user("tech.a")).data(STAFF_UNITS)
     assert all(edge["node"]["bills"] == [] for edge in data["units"]["edges"])
+
+
+async def test_money_is_always_shown_in_cents(as_user: Any) -> None:
+    # given
+    owner = await as_user("owner.a1")
+    # when
+    data = await owner.data(
+        "query { viewer { units { bills(filter: {status: UNPAID}) { paidAmount waivedAmount } } } }"
+    )
+    # then: "0.00", never "0"
+    bills = data["viewer"]["units"][0]["bills"]
+    assert bills
+    assert {(b["paidAmount"], b["waivedAmount"]) for b in bills} == {("0.00", "0.00")}

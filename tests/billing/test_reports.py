@@ -74,6 +74,10 @@ async def test_the_months_summary_is_exact(runtime: Any, ledger: Ledger) -> None
     )
     assert total.collection_rate == Decimal("0.1529")  # 100.00 / 653.90
     assert [b.summary for b in buildings] == [total]
+    # a month without waivers or payments still reads in cents
+    async with runtime.sessionmaker() as session:
+        october, _ = await reports.billing_summary(session, estate_id=ledger.estate.id, month=dt.date(2026, 10, 1))
+    assert (str(october.waived), str(october.collected)) == ("0.00", "0.00")
 
 
 async def test_arrears_are_bucketed_by_days_past_due(runtime: Any, ledger: Ledger) -> None:
