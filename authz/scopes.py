@@ -18,7 +18,7 @@ from sqlalchemy import ColumnElement, Select, String, and_, cast, exists, false,
 from authz.models import CasbinRule
 from authz.principal import Permissions, Principal
 from backend.accounts.models import User
-from backend.billing.models import Bill, BillLine, FeeItem, FeeRate
+from backend.billing.models import Bill, BillLine, FeeItem, FeeRate, Payment, Refund
 from backend.db import local_today
 from backend.notifications.models import Announcement, AnnouncementEstate, Notification
 from backend.people.models import Occupancy, Person
@@ -136,6 +136,20 @@ RULES: dict[type[Any], RowRule] = {
         "Bill",
         staff=lambda d: Bill.estate_id.in_(estates_under(d)),
         own=lambda p: Bill.unit_id.in_(own_unit_ids(p)),
+    ),
+    # Payments are seen by whoever sees the estate's bills; residents their own bills' payments.
+    Payment: RowRule(
+        "Bill",
+        staff=lambda d: Payment.estate_id.in_(estates_under(d)),
+        own=lambda p: Payment.id.in_(
+            select(BillLine.payment_id).where(
+                BillLine.bill_id.in_(select(Bill.id).where(Bill.unit_id.in_(own_unit_ids(p))))
+            )
+        ),
+    ),
+    Refund: RowRule(
+        "Bill",
+        staff=lambda d: Refund.payment_id.in_(select(Payment.id).where(Payment.estate_id.in_(estates_under(d)))),
     ),
     # A fee item's rates are seen with the item.
     FeeRate: RowRule(

@@ -4,7 +4,7 @@ from authz.models import CasbinRule
 from backend.access.models import Credential
 from backend.accounts.models import RefreshToken, User
 from backend.audit.models import AuditEntry
-from backend.billing.models import Bill, BillLine, FeeBinding, FeeItem, FeeRate, Payment, ReceiptCounter
+from backend.billing.models import Bill, BillLine, FeeBinding, FeeItem, FeeRate, Payment, ReceiptCounter, Refund
 from backend.db import Base
 from backend.devices.models import Device
 from backend.notifications.models import Announcement, AnnouncementEstate, Notification
@@ -36,6 +36,7 @@ __all__ = [
     "Person",
     "ReceiptCounter",
     "RefreshToken",
+    "Refund",
     "Unit",
     "User",
 ]

@@ -20,7 +20,7 @@ from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
 from backend.accounts.models import User
-from backend.billing.models import Bill, FeeItem
+from backend.billing.models import Bill, FeeItem, Payment
 from backend.notifications.models import Announcement, Notification
 from backend.people.models import Occupancy, Person
 from backend.property.models import Building, Entrance, Estate, OrgUnit, Unit
@@ -28,7 +28,7 @@ from backend.settings import Settings
 from schema.accounts.mutations import AccountsMutation
 from schema.accounts.queries import AccountsQuery
 from schema.accounts.types import NotificationType, UserType, ViewerType
-from schema.billing.mutations import BillingMutation, FeeItemMutation
+from schema.billing.mutations import BillingMutation, FeeItemMutation, RefundMutation
 from schema.billing.queries import BillingQuery
 from schema.billing.types import BillType, FeeItemType
 from schema.core.context import OperationScope
@@ -58,6 +58,7 @@ NODE_MODELS: dict[str, type[Any]] = {
     "User": User,
     "Bill": Bill,
     "FeeItem": FeeItem,
+    "Payment": Payment,
 }
 
 
@@ -90,6 +91,7 @@ Mutation = merge_types(
         PeopleMutation,
         BillingMutation,
         FeeItemMutation,
+        RefundMutation,
         NotificationsMutation,
     ),
 )

@@ -23,6 +23,7 @@ class BillingErrorCode(enum.Enum):
     INVALID_DUE_DAY = "INVALID_DUE_DAY"
     RATE_EXISTS = "RATE_EXISTS"
     NO_UNITS = "NO_UNITS"
+    ALREADY_REFUNDED = "ALREADY_REFUNDED"
 
 
 class BillingError(Exception):

@@ -156,7 +156,7 @@ class BillLine(Base):
 
     __table_args__ = (
         CheckConstraint("kind = 'ADJUSTMENT' OR amount > 0", name="amount_sign"),
-        CheckConstraint("(kind = 'PAYMENT') = (payment_id IS NOT NULL)", name="payment_link"),
+        CheckConstraint("(kind IN ('PAYMENT', 'REVERSAL')) = (payment_id IS NOT NULL)", name="payment_link"),
     )
 
 
@@ -255,10 +255,27 @@ class Payment(Base):
     created_at: Mapped[dt.datetime] = created_at_column()
 
     allocations: Mapped[list[BillLine]] = relationship(
-        lazy="raise", order_by="BillLine.id", primaryjoin="Payment.id == foreign(BillLine.payment_id)", viewonly=True
+        lazy="raise",
+        order_by="BillLine.id",
+        primaryjoin="and_(Payment.id == foreign(BillLine.payment_id), BillLine.kind == 'PAYMENT')",
+        viewonly=True,
     )
+    refund: Mapped[Refund | None] = relationship(lazy="raise", viewonly=True)
 
     __table_args__ = (
         UniqueConstraint("created_by_id", "idempotency_key"),
         CheckConstraint("amount > 0", name="amount_positive"),
     )
+
+
+class Refund(Base):
+    """The reversal of a whole payment (money given back, or a payment entered in error).
+    The payment stays as it was; its bills get REVERSAL lines for what it had paid."""
+
+    __tablename__ = "refunds"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id", ondelete="RESTRICT"), unique=True)
+    reason: Mapped[str] = mapped_column(String(255))
+    created_by_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    created_at: Mapped[dt.datetime] = created_at_column()

@@ -26,6 +26,7 @@ from backend.billing.models import (
     PaymentMethod,
     PaymentStatus,
     ReceiptCounter,
+    Refund,
 )
 from backend.property.models import Estate, OrgUnit
 
@@ -192,3 +193,54 @@ async def total_paid(session: AsyncSession, bill_id: int) -> Decimal:
         )
         or 0
     )
+
+
+async def refund_payment(
+    *, session: AsyncSession, payment_id: int, reason: str, actor_id: int, request_id: str | None
+) -> Payment:
+    """Reverse a whole payment: a refund record and, on each bill it paid, a REVERSAL line of
+    the same amount. The payment itself is never edited; the bills owe again what it paid."""
+    reason = reason.strip()
+    if not 2 <= len(reason) <= 255:
+        raise BillingError(BillingErrorCode.REASON_REQUIRED, "Say why, in 2 to 255 characters.", "reason")
+    payment = await session.scalar(select(Payment).where(Payment.id == payment_id).with_for_update())
+    if payment is None:
+        raise BillingError(BillingErrorCode.NOT_FOUND, "No such payment.", "paymentId")
+    if await session.scalar(select(Refund.id).where(Refund.payment_id == payment.id)) is not None:
+        raise BillingError(BillingErrorCode.ALREADY_REFUNDED, "This payment was refunded already.", "paymentId")
+    lines = (
+        await session.scalars(
+            select(BillLine).where(BillLine.payment_id == payment.id, BillLine.kind == BillLineKind.PAYMENT)
+        )
+    ).all()
+    bill_ids = sorted({line.bill_id for line in lines})
+    await session.execute(select(Bill.id).where(Bill.id.in_(bill_ids)).order_by(Bill.id).with_for_update())
+    session.add(Refund(payment_id=payment.id, reason=reason, created_by_id=actor_id))
+    session.add_all(
+        BillLine(
+            bill_id=line.bill_id,
+            kind=BillLineKind.REVERSAL,
+            amount=line.amount,
+            payment_id=payment.id,
+            note=reason,
+            created_by_id=actor_id,
+        )
+        for line in lines
+    )
+    await session.flush()
+    for bill in (
+        await session.scalars(select(Bill).where(Bill.id.in_(bill_ids)).execution_options(populate_existing=True))
+    ).all():
+        status = BillStatus.PARTIAL if bill.paid_amount > 0 else BillStatus.UNPAID
+        if bill.status not in (BillStatus.VOID,) and bill.outstanding > 0:
+            await session.execute(update(Bill).where(Bill.id == bill.id).values(status=status))
+    await audit.record(
+        session,
+        actor_user_id=actor_id,
+        action="payment.refund",
+        target_type="Payment",
+        target_id=payment.id,
+        request_id=request_id,
+        detail={"amount": str(payment.amount), "reason": reason, "bills": bill_ids},
+    )
+    return payment

@@ -227,6 +227,58 @@ async def _fee_item_for_update(info: Info, fee_item_id: strawberry.ID) -> models
     )
 
 
+@strawberry.input
+class RefundPaymentInput:
+    payment_id: strawberry.ID
+    reason: str
+
+
+@strawberry.type
+class RefundPaymentPayload:
+    payment: PaymentType | None = None
+    errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class RefundMutation:
+    @strawberry.mutation(
+        description="Reverse a whole payment: its bills owe again what it paid; the payment is kept. Audited. "
+        "Needs `Payment refund` (finance only)."
+    )
+    async def refund_payment(self, info: Info, input: RefundPaymentInput) -> RefundPaymentPayload:
+        ctx = info.context
+        principal = ctx.require_principal()
+
+        async def payment_path(payment: models.Payment) -> str:
+            return await estate_path(ctx.session, payment.estate_id)
+
+        payment = await authorised_target(
+            info,
+            models.Payment,
+            input.payment_id,
+            type_name="Payment",
+            obj="Payment",
+            act="refund",
+            path_of=payment_path,
+        )
+        if payment is None:
+            return RefundPaymentPayload(
+                errors=[user_error(BillingErrorCode.NOT_FOUND, "No such payment.", "paymentId")]
+            )
+        try:
+            async with unit_of_work(ctx):
+                await payments.refund_payment(
+                    session=ctx.session,
+                    payment_id=payment.id,
+                    reason=input.reason,
+                    actor_id=principal.user_id,
+                    request_id=ctx.request_id,
+                )
+        except BillingError as exc:
+            return RefundPaymentPayload(errors=[user_error(exc.code, exc.message, exc.field)])
+        return RefundPaymentPayload(payment=await reload_for_payload(info, models.Payment, payment.id, "payment"))
+
+
 @strawberry.type
 class BillingMutation:
     @strawberry.mutation(

@@ -93,6 +93,12 @@ class PaymentAllocationType:
     bill: BillType
 
 
+@orm_type(models.Refund, name="Refund")
+class RefundType:
+    reason: str
+    created_at: dt.datetime
+
+
 @orm_type(models.Payment, name="Payment", description="Money received; never edited (corrections are reversals).")
 class PaymentType(Node):
     amount: Decimal
@@ -101,9 +107,11 @@ class PaymentType(Node):
     receipt_number: str | None
     created_at: dt.datetime
     allocations: list[PaymentAllocationType] = strawberry.field(description="Oldest-due bill first.")
+    refund: RefundType | None = strawberry.field(description="Set once the whole payment was reversed.")
 
 
 register_relation(models.Payment, "allocations", Relation("allocations"))
+register_relation(models.Payment, "refund", Relation("refund"))
 register_relation(models.FeeItem, "rates", Relation("rates"))
 register_relation(models.FeeItem, "currentRate", Relation("rates"))
 register_relation(models.BillLine, "bill", Relation("bill"))

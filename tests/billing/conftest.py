@@ -22,6 +22,7 @@ from backend.billing.models import (
     FeeKind,
     FeeRate,
     Payment,
+    Refund,
 )
 from backend.property.models import Building, Estate, OrgUnit, Unit, UnitUsage
 
@@ -73,6 +74,8 @@ async def ledger(runtime: Any) -> AsyncIterator[Ledger]:
         await session.execute(text("ALTER TABLE bill_lines DISABLE TRIGGER bill_lines_append_only"))
         await session.execute(delete(BillLine).where(BillLine.bill_id.in_(bills)))
         await session.execute(text("ALTER TABLE bill_lines ENABLE TRIGGER bill_lines_append_only"))
+        payments = select(Payment.id).where(Payment.estate_id == estate.id)
+        await session.execute(delete(Refund).where(Refund.payment_id.in_(payments)))
         await session.execute(delete(Payment).where(Payment.estate_id == estate.id))
         await session.execute(delete(Bill).where(Bill.estate_id == estate.id))
         item_ids = [i.id for i in items.values()]
