@@ -165,3 +165,40 @@ async def test_a_bad_fee_item_is_refused(as_user: Any, field: str, value: Any, c
     variables["input"][field] = value
     data = await finance.data(CREATE, variables)
     assert [e["code"] for e in data["createFeeItem"]["errors"]] == [code]
+
+
+FEE_ITEM_OF = """
+query($estate: ID!) { feeItems(first: 1, filter: {estateId: $estate}) { edges { node { id } } } }
+"""
+
+
+@pytest.mark.parametrize(
+    ("username", "estate", "verdict"),
+    [("finance.north", "DEMO-C", "NOT_FOUND"), ("cs.a", "DEMO-A", "FORBIDDEN"), ("tech.a", "DEMO-A", "FORBIDDEN")],
+)
+async def test_rates_and_bindings_change_only_in_scope(
+    as_user: Any, runtime: Any, username: str, estate: str, verdict: str
+) -> None:
+    # given a demo fee item
+    estates = await _estate_ids(as_user)
+    admin = await as_user("admin")
+    item_id = (await admin.data(FEE_ITEM_OF, {"estate": estates[estate]}))["feeItems"]["edges"][0]["node"]["id"]
+    client = await as_user(username)
+    async with runtime.sessionmaker() as session:
+        rates_before = await session.scalar(select(func.count()).select_from(FeeRate))
+        bindings_before = await session.scalar(select(func.count()).select_from(FeeBinding))
+    # when
+    rate = await client.post(
+        SET_RATE, {"input": {"feeItemId": item_id, "rate": "9.0000", "effectiveFrom": "2031-01-01"}}
+    )
+    bind = await client.post(BIND, {"input": {"feeItemId": item_id, "startDate": "2031-01-01", "usage": "STORAGE"}})
+    # then
+    for response, field in ((rate, "setFeeRate"), (bind, "bindFeeItem")):
+        body = response.json()
+        if verdict == "NOT_FOUND":
+            assert body["data"][field]["errors"][0]["code"] == "NOT_FOUND"
+        else:
+            assert body["errors"][0]["extensions"]["code"] == verdict
+    async with runtime.sessionmaker() as session:
+        assert await session.scalar(select(func.count()).select_from(FeeRate)) == rates_before
+        assert await session.scalar(select(func.count()).select_from(FeeBinding)) == bindings_before

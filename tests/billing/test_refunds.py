@@ -18,6 +18,7 @@ from backend.billing.models import Bill, BillLine, BillLineKind, BillStatus, Pay
 from backend.billing.payments import pay_bills, refund_payment
 from backend.billing.service import generate_bills
 from backend.db import to_global_id
+from backend.property.models import Estate
 
 REFUND = """
 mutation($input: RefundPaymentInput!) {
@@ -136,3 +137,22 @@ async def test_refund_by_role(as_user: Any, runtime: Any, ledger: Ledger, userna
     else:
         assert body["errors"][0]["extensions"]["code"] == verdict
         assert (refunds, audits) == (0, 0)
+
+
+async def test_a_payment_outside_the_callers_estates_is_not_found(as_user: Any, runtime: Any) -> None:
+    # given a seeded DEMO-C payment and North's finance clerk
+    async with runtime.sessionmaker() as session:
+        payment_id = await session.scalar(
+            select(Payment.id)
+            .join(Estate, Estate.id == Payment.estate_id)
+            .where(Estate.code == "DEMO-C", Payment.id.not_in(select(Refund.payment_id)))
+            .limit(1)
+        )
+    assert payment_id is not None
+    finance = await as_user("finance.north")
+    # when
+    data = await finance.data(REFUND, {"input": {"paymentId": to_global_id("Payment", payment_id), "reason": "越权"}})
+    # then
+    assert data["refundPayment"]["errors"] == [{"field": "paymentId", "code": "NOT_FOUND"}]
+    async with runtime.sessionmaker() as session:
+        assert await session.scalar(select(func.count()).where(Refund.payment_id == payment_id)) == 0
