@@ -4,10 +4,24 @@ from authz.models import CasbinRule
 from backend.access.models import Credential
 from backend.accounts.models import RefreshToken, User
 from backend.audit.models import AuditEntry
-from backend.billing.models import Bill, BillLine, FeeBinding, FeeItem, FeeRate, Payment, ReceiptCounter, Refund
+from backend.billing.models import (
+    Bill,
+    BillLine,
+    DunningNotice,
+    FeeBinding,
+    FeeItem,
+    FeeRate,
+    Meter,
+    MeterReading,
+    Payment,
+    PaymentCallback,
+    ReceiptCounter,
+    Refund,
+    UnitAreaChange,
+)
 from backend.db import Base
 from backend.devices.models import Device
-from backend.notifications.models import Announcement, AnnouncementEstate, Notification
+from backend.notifications.models import Announcement, AnnouncementEstate, Notification, SmsMessage
 from backend.outbox import OutboxMessage
 from backend.people.models import Occupancy, Person
 from backend.property.models import Building, Entrance, Estate, OrgUnit, Unit
@@ -23,20 +37,26 @@ __all__ = [
     "CasbinRule",
     "Credential",
     "Device",
+    "DunningNotice",
     "Entrance",
     "Estate",
     "FeeBinding",
     "FeeItem",
     "FeeRate",
+    "Meter",
+    "MeterReading",
     "Notification",
     "Occupancy",
     "OrgUnit",
     "OutboxMessage",
     "Payment",
+    "PaymentCallback",
     "Person",
     "ReceiptCounter",
     "RefreshToken",
     "Refund",
+    "SmsMessage",
     "Unit",
+    "UnitAreaChange",
     "User",
 ]

@@ -693,10 +693,11 @@ _SETTLE_DEMO_BILLS = text(
     ),
     paid AS (
         INSERT INTO payments (estate_id, amount, method, status, receipt_number, idempotency_key, request_hash,
-                              created_by_id, created_at)
+                              bill_ids, created_by_id, created_at, settled_at)
         SELECT :estate_id, n.paid, CASE WHEN n.n % 3 = 0 THEN 'CASH' WHEN n.n % 3 = 1 THEN 'BANK_TRANSFER' ELSE 'CARD' END,
                'SETTLED', 'R' || :company_code || '-' || lpad((:first_number + n.n - 1)::text, 8, '0'),
-               'seed:' || n.id, md5('seed:' || n.id), :actor_id, n.due_date - interval '3 days'
+               'seed:' || n.id, md5('seed:' || n.id), ARRAY[n.id], :actor_id, n.due_date - interval '3 days',
+               n.due_date - interval '3 days'
         FROM numbered n
         RETURNING id, idempotency_key, amount
     ),

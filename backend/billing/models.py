@@ -13,21 +13,27 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from sqlalchemy import (
+    ARRAY,
     CheckConstraint,
     Date,
+    DateTime,
     ForeignKey,
     Index,
+    Integer,
     Numeric,
     String,
+    Text,
     UniqueConstraint,
     cast,
     func,
     select,
+    text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, column_property, mapped_column, relationship
 from sqlalchemy.sql.selectable import ScalarSelect
 
-from backend.db import Base, Money, created_at_column, enum_column
+from backend.db import Area, Base, Money, created_at_column, enum_column
 
 if TYPE_CHECKING:
     from backend.property.models import Unit
@@ -94,6 +100,9 @@ class FeeRate(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     fee_item_id: Mapped[int] = mapped_column(ForeignKey("fee_items.id", ondelete="RESTRICT"))
     rate: Mapped[Decimal] = mapped_column(Numeric(12, 4))
+    # METERED items may price consumption in tiers (阶梯价): [{"upTo": "20", "price": "3.00"},
+    # {"upTo": null, "price": "4.50"}], ascending, the last open-ended. Null: ``rate`` flat.
+    tiers: Mapped[list[dict[str, str | None]] | None] = mapped_column(JSONB)
     effective_from: Mapped[dt.date] = mapped_column(Date)
     created_at: Mapped[dt.datetime] = created_at_column()
 
@@ -150,6 +159,10 @@ class BillLine(Base):
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
     # The payment a PAYMENT line allocates (one line per bill the payment covers).
     payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id", ondelete="RESTRICT"), index=True)
+    # The day a LATE_FEE line accrued for: one per bill per day, by a unique index.
+    accrued_on: Mapped[dt.date | None] = mapped_column(Date)
+    # The area correction an ADJUSTMENT line settles: once per bill.
+    area_change_id: Mapped[int | None] = mapped_column(ForeignKey("unit_area_changes.id", ondelete="RESTRICT"))
     created_at: Mapped[dt.datetime] = created_at_column()
 
     bill: Mapped[Bill] = relationship(lazy="raise")
@@ -157,6 +170,16 @@ class BillLine(Base):
     __table_args__ = (
         CheckConstraint("kind = 'ADJUSTMENT' OR amount > 0", name="amount_sign"),
         CheckConstraint("(kind IN ('PAYMENT', 'REVERSAL')) = (payment_id IS NOT NULL)", name="payment_link"),
+        CheckConstraint("(kind = 'LATE_FEE') = (accrued_on IS NOT NULL)", name="late_fee_day"),
+        CheckConstraint("area_change_id IS NULL OR kind = 'ADJUSTMENT'", name="area_change_adjusts"),
+        Index(
+            "uq_bill_lines_late_fee_day",
+            "bill_id",
+            "accrued_on",
+            unique=True,
+            postgresql_where=text("kind = 'LATE_FEE'"),
+        ),
+        UniqueConstraint("area_change_id", "bill_id"),
     )
 
 
@@ -222,10 +245,13 @@ class PaymentMethod(enum.Enum):
     CASH = "cash"
     CARD = "card"
     BANK_TRANSFER = "bank_transfer"
+    ONLINE = "online"  # through a PaymentProvider: PENDING until the provider confirms
 
 
 class PaymentStatus(enum.Enum):
-    SETTLED = "settled"
+    PENDING = "pending"  # an online order the provider has not confirmed yet
+    SETTLED = "settled"  # money received: allocated to bills, with a receipt number
+    FAILED = "failed"  # an online order that was closed unpaid (expired, cancelled)
 
 
 class ReceiptCounter(Base):
@@ -251,8 +277,17 @@ class Payment(Base):
     receipt_number: Mapped[str | None] = mapped_column(String(32), unique=True)
     idempotency_key: Mapped[str] = mapped_column(String(255))
     request_hash: Mapped[str] = mapped_column(String(64))
+    # The bills the payer asked to pay; a PENDING payment is allocated over them on settling.
+    bill_ids: Mapped[list[int]] = mapped_column(ARRAY(Integer), default=list)
     created_by_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
     created_at: Mapped[dt.datetime] = created_at_column()
+    settled_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # ONLINE only: the provider, our order id there, its transaction id, where to pay.
+    provider: Mapped[str | None] = mapped_column(String(32))
+    provider_order_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    provider_reference: Mapped[str | None] = mapped_column(String(128))
+    pay_url: Mapped[str | None] = mapped_column(String(500))
+    expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
     allocations: Mapped[list[BillLine]] = relationship(
         lazy="raise",
@@ -265,6 +300,9 @@ class Payment(Base):
     __table_args__ = (
         UniqueConstraint("created_by_id", "idempotency_key"),
         CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("(method = 'ONLINE') = (provider IS NOT NULL)", name="online_has_provider"),
+        CheckConstraint("(status = 'SETTLED') = (receipt_number IS NOT NULL)", name="settled_has_receipt"),
+        Index("ix_payments_pending", "expires_at", postgresql_where=text("status = 'PENDING'")),
     )
 
 
@@ -279,3 +317,118 @@ class Refund(Base):
     reason: Mapped[str] = mapped_column(String(255))
     created_by_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
     created_at: Mapped[dt.datetime] = created_at_column()
+
+
+class PaymentCallback(Base):
+    """Every notification a payment provider sent, verified or not, kept as received."""
+
+    __tablename__ = "payment_callbacks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    provider_order_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    provider_reference: Mapped[str | None] = mapped_column(String(128))
+    body: Mapped[str] = mapped_column(Text)
+    # SETTLED, DUPLICATE, or why it was refused (BAD_SIGNATURE, STALE, AMOUNT_MISMATCH, …).
+    outcome: Mapped[str] = mapped_column(String(32))
+    payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id", ondelete="RESTRICT"))
+    received_at: Mapped[dt.datetime] = created_at_column()
+
+
+class Meter(Base):
+    """A unit's water, electricity or gas meter, billed under a METERED fee item.
+
+    A replaced meter gets ``removed_on`` and its final reading; the new one ``replaces_id``
+    and its own ``initial_reading``, so readings stay monotonic per meter.
+    """
+
+    __tablename__ = "meters"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    estate_id: Mapped[int] = mapped_column(ForeignKey("estates.id", ondelete="RESTRICT"))
+    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id", ondelete="RESTRICT"), index=True)
+    fee_item_id: Mapped[int] = mapped_column(ForeignKey("fee_items.id", ondelete="RESTRICT"), index=True)
+    serial: Mapped[str] = mapped_column(String(64))
+    multiplier: Mapped[Decimal] = mapped_column(Numeric(10, 4), default=Decimal(1))  # 倍率
+    initial_reading: Mapped[Decimal] = mapped_column(Numeric(14, 2), default=Decimal(0))
+    installed_on: Mapped[dt.date] = mapped_column(Date)
+    removed_on: Mapped[dt.date | None] = mapped_column(Date)
+    replaces_id: Mapped[int | None] = mapped_column(ForeignKey("meters.id", ondelete="RESTRICT"))
+    created_at: Mapped[dt.datetime] = created_at_column()
+
+    unit: Mapped[Unit] = relationship(lazy="raise")
+    fee_item: Mapped[FeeItem] = relationship(lazy="raise")
+
+    __table_args__ = (
+        UniqueConstraint("estate_id", "serial"),
+        Index(
+            "uq_meters_unit_item_in_service",
+            "unit_id",
+            "fee_item_id",
+            unique=True,
+            postgresql_where=text("removed_on IS NULL"),
+        ),
+        CheckConstraint("multiplier > 0 AND initial_reading >= 0", name="values_positive"),
+        CheckConstraint("removed_on IS NULL OR removed_on >= installed_on", name="period_order"),
+    )
+
+
+class MeterReading(Base):
+    """A meter's reading for a month (抄表). One per meter per period; never edited."""
+
+    __tablename__ = "meter_readings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    meter_id: Mapped[int] = mapped_column(ForeignKey("meters.id", ondelete="RESTRICT"))
+    period_start: Mapped[dt.date] = mapped_column(Date)  # the month read, as its first day
+    value: Mapped[Decimal] = mapped_column(Numeric(14, 2))
+    read_on: Mapped[dt.date] = mapped_column(Date)
+    recorded_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    created_at: Mapped[dt.datetime] = created_at_column()
+
+    meter: Mapped[Meter] = relationship(lazy="raise")
+
+    __table_args__ = (
+        UniqueConstraint("meter_id", "period_start"),
+        CheckConstraint("value >= 0", name="value_non_negative"),
+    )
+
+
+class UnitAreaChange(Base):
+    """A corrected building area from a date (面积变更). Bills already issued keep theirs; the
+    difference for the periods they covered becomes an ADJUSTMENT line on the next bill."""
+
+    __tablename__ = "unit_area_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id", ondelete="RESTRICT"), index=True)
+    old_area: Mapped[Area]
+    new_area: Mapped[Area]
+    effective_from: Mapped[dt.date] = mapped_column(Date)
+    reason: Mapped[str] = mapped_column(String(255))
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    created_at: Mapped[dt.datetime] = created_at_column()
+
+
+class DunningStep(enum.Enum):
+    BEFORE_DUE = "before_due"  # a few days before the due date
+    ON_DUE = "on_due"
+    OVERDUE_7 = "overdue_7"
+    OVERDUE_30 = "overdue_30"
+
+
+class DunningNotice(Base):
+    """One reminder step taken for one bill (催缴). The unique key makes a retried or
+    duplicated job remind once."""
+
+    __tablename__ = "dunning_notices"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    bill_id: Mapped[int] = mapped_column(ForeignKey("bills.id", ondelete="RESTRICT"))
+    step: Mapped[DunningStep] = mapped_column(enum_column(DunningStep))
+    outstanding: Mapped[Money]  # what the bill owed when reminded
+    in_app: Mapped[int] = mapped_column(default=0)  # notifications written
+    sms: Mapped[int] = mapped_column(default=0)  # text messages handed to the SMS channel
+    created_at: Mapped[dt.datetime] = created_at_column()
+
+    __table_args__ = (UniqueConstraint("bill_id", "step"),)

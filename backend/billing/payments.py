@@ -28,6 +28,7 @@ from backend.billing.models import (
     ReceiptCounter,
     Refund,
 )
+from backend.db import utcnow
 from backend.property.models import Estate, OrgUnit
 
 CENT = Decimal("0.01")
@@ -136,7 +137,9 @@ async def pay_bills(
         receipt_number=await _next_receipt(session, estate),
         idempotency_key=idempotency_key,
         request_hash=digest,
+        bill_ids=sorted(set(bill_ids)),
         created_by_id=actor_id,
+        settled_at=utcnow(),
     )
     session.add(payment)
     await session.flush()

@@ -54,3 +54,26 @@ class AnnouncementEstate(Base):
 
     announcement_id: Mapped[int] = mapped_column(ForeignKey("announcements.id", ondelete="CASCADE"), primary_key=True)
     estate_id: Mapped[int] = mapped_column(ForeignKey("estates.id", ondelete="RESTRICT"), primary_key=True, index=True)
+
+
+class SmsMessage(Base):
+    """A text message owed to someone: written in the business transaction (once per
+    ``dedup_key``) and handed to the configured SMS channel by the worker. With the local
+    channel this table is the record of what would have been sent."""
+
+    __tablename__ = "sms_messages"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
+    phone: Mapped[str] = mapped_column(String(32))  # personal data: never logged unmasked
+    template: Mapped[str] = mapped_column(String(48))
+    params: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    body: Mapped[str] = mapped_column(Text)
+    dedup_key: Mapped[str] = mapped_column(String(160), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default="QUEUED")  # QUEUED, SENT, FAILED
+    channel: Mapped[str | None] = mapped_column(String(32))
+    provider_message_id: Mapped[str | None] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[dt.datetime] = created_at_column()
+    sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))

@@ -17,12 +17,17 @@ from backend.billing.models import (
     BillingCycle,
     BillLine,
     ChargeMethod,
+    DunningNotice,
     FeeBinding,
     FeeItem,
     FeeKind,
     FeeRate,
+    Meter,
+    MeterReading,
     Payment,
+    PaymentCallback,
     Refund,
+    UnitAreaChange,
 )
 from backend.property.models import Building, Estate, OrgUnit, Unit, UnitUsage
 
@@ -70,14 +75,21 @@ async def ledger(runtime: Any) -> AsyncIterator[Ledger]:
         )
     yield Ledger(estate, units, items)
     async with runtime.sessionmaker() as session, session.begin():
+        # The ledger's append-only triggers stand aside for this transaction only.
+        await session.execute(text("SET LOCAL session_replication_role = replica"))
         bills = select(Bill.id).where(Bill.estate_id == estate.id)
-        await session.execute(text("ALTER TABLE bill_lines DISABLE TRIGGER bill_lines_append_only"))
         await session.execute(delete(BillLine).where(BillLine.bill_id.in_(bills)))
-        await session.execute(text("ALTER TABLE bill_lines ENABLE TRIGGER bill_lines_append_only"))
+        await session.execute(delete(DunningNotice).where(DunningNotice.bill_id.in_(bills)))
         payments = select(Payment.id).where(Payment.estate_id == estate.id)
         await session.execute(delete(Refund).where(Refund.payment_id.in_(payments)))
+        await session.execute(delete(PaymentCallback).where(PaymentCallback.payment_id.in_(payments)))
         await session.execute(delete(Payment).where(Payment.estate_id == estate.id))
         await session.execute(delete(Bill).where(Bill.estate_id == estate.id))
+        meters = select(Meter.id).where(Meter.estate_id == estate.id)
+        await session.execute(delete(MeterReading).where(MeterReading.meter_id.in_(meters)))
+        await session.execute(delete(Meter).where(Meter.estate_id == estate.id))
+        units_ = select(Unit.id).where(Unit.estate_id == estate.id)
+        await session.execute(delete(UnitAreaChange).where(UnitAreaChange.unit_id.in_(units_)))
         item_ids = [i.id for i in items.values()]
         await session.execute(delete(FeeBinding).where(FeeBinding.fee_item_id.in_(item_ids)))
         await session.execute(delete(FeeRate).where(FeeRate.fee_item_id.in_(item_ids)))
