@@ -18,7 +18,17 @@ from sqlalchemy import ColumnElement, Select, String, and_, cast, exists, false,
 from authz.models import CasbinRule
 from authz.principal import Permissions, Principal
 from backend.accounts.models import User
-from backend.billing.models import Bill, BillLine, FeeItem, FeeRate, Payment, Refund
+from backend.billing.models import (
+    Bill,
+    BillLine,
+    FeeItem,
+    FeeRate,
+    Meter,
+    MeterReading,
+    Payment,
+    Refund,
+    UnitAreaChange,
+)
 from backend.db import local_today
 from backend.notifications.models import Announcement, AnnouncementEstate, Notification
 from backend.people.models import Occupancy, Person
@@ -167,6 +177,23 @@ RULES: dict[type[Any], RowRule] = {
         "FeeItem",
         staff=lambda d: FeeItem.estate_id.in_(estates_under(d)),
         own=lambda p: FeeItem.id.in_(select(Bill.fee_item_id).where(Bill.unit_id.in_(own_unit_ids(p)))),
+    ),
+    # Meters and readings: staff of the estate; residents those of their own units.
+    Meter: RowRule(
+        "Meter",
+        staff=lambda d: Meter.estate_id.in_(estates_under(d)),
+        own=lambda p: Meter.unit_id.in_(own_unit_ids(p)),
+    ),
+    MeterReading: RowRule(
+        "Meter",
+        staff=lambda d: MeterReading.meter_id.in_(select(Meter.id).where(Meter.estate_id.in_(estates_under(d)))),
+        own=lambda p: MeterReading.meter_id.in_(select(Meter.id).where(Meter.unit_id.in_(own_unit_ids(p)))),
+    ),
+    # Area corrections are seen by whoever sees the estate's bills.
+    UnitAreaChange: RowRule(
+        "Bill",
+        staff=lambda d: UnitAreaChange.unit_id.in_(select(Unit.id).where(Unit.estate_id.in_(estates_under(d)))),
+        own=lambda p: UnitAreaChange.unit_id.in_(own_unit_ids(p)),
     ),
     # Notifications are personal: nobody, whatever their role, reads another user's.
     Notification: RowRule("Notification", own=lambda p: Notification.user_id == p.user_id),

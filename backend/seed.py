@@ -28,7 +28,7 @@ from backend import demo_names
 from backend.access.models import Credential, CredentialKind
 from backend.accounts.models import User, UserKind
 from backend.accounts.passwords import hash_password
-from backend.billing.models import BillingCycle, ChargeMethod, FeeBinding, FeeItem, FeeKind, FeeRate, Payment
+from backend.billing.models import Bill, BillingCycle, ChargeMethod, FeeBinding, FeeItem, FeeKind, FeeRate, Payment
 from backend.billing.service import generate_bills
 from backend.db import local_today
 from backend.devices.models import Device, DeviceKind
@@ -603,7 +603,17 @@ FEE_ITEMS = (
      (UnitUsage.RESIDENTIAL,), Decimal("30.00")),
     ("WA01", "水费", FeeKind.WATER, ChargeMethod.METERED, BillingCycle.MONTHLY,
      (UnitUsage.RESIDENTIAL, UnitUsage.COMMERCIAL), Decimal("5.0000")),
+    ("EL01", "电费", FeeKind.ELECTRICITY, ChargeMethod.METERED, BillingCycle.MONTHLY,
+     (UnitUsage.RESIDENTIAL, UnitUsage.COMMERCIAL), Decimal("0.5600")),
 )  # fmt: skip
+# 阶梯电价: monthly consumption up to 200 kWh at 0.56, to 400 at 0.61, above at 0.86.
+METERED_TIERS = {
+    "EL01": [
+        {"upTo": "200.00", "price": "0.5600"},
+        {"upTo": "400.00", "price": "0.6100"},
+        {"upTo": None, "price": "0.8600"},
+    ],
+}
 BILLING_SINCE = dt.date(2025, 1, 1)
 MONTHS_BILLED = 12
 
@@ -632,7 +642,12 @@ async def _ensure_billing(session: AsyncSession, report: SeedReport) -> None:
             session.add(item)
             await session.flush()
             session.add(
-                FeeRate(fee_item_id=item.id, rate=rate or PROPERTY_FEE_RATES[estate.code], effective_from=BILLING_SINCE)
+                FeeRate(
+                    fee_item_id=item.id,
+                    rate=rate or PROPERTY_FEE_RATES[estate.code],
+                    tiers=METERED_TIERS.get(code),
+                    effective_from=BILLING_SINCE,
+                )
             )
             await session.execute(
                 insert(FeeBinding).from_select(
@@ -645,14 +660,20 @@ async def _ensure_billing(session: AsyncSession, report: SeedReport) -> None:
             report.fee_items.created += 1
         await session.flush()
         this_month = local_today().replace(day=1)
+        bills_before = await _bill_count(session, estate.id)
+        await session.execute(_DEMO_METERS, {"estate_id": estate.id, "since": BILLING_SINCE})
+        first = this_month.year * 12 + this_month.month - 1 - MONTHS_BILLED
+        await session.execute(
+            _DEMO_READINGS,
+            {"estate_id": estate.id, "since": dt.date(first // 12, first % 12 + 1, 1), "this_month": this_month},
+        )
         for back in range(MONTHS_BILLED - 1, -1, -1):
             index = this_month.year * 12 + this_month.month - 1 - back
             month = dt.date(index // 12, index % 12 + 1, 1)
-            generated = await generate_bills(
-                session=session, estate=estate, month=month, actor_id=None, request_id="seed"
-            )
-            report.bills.created += generated.created
-            report.bills.existing += generated.skipped
+            await generate_bills(session=session, estate=estate, month=month, actor_id=None, request_id="seed")
+        bills_after = await _bill_count(session, estate.id)
+        report.bills.existing += bills_before
+        report.bills.created += bills_after - bills_before
         report.payments.existing += int(
             await session.scalar(
                 select(func.count()).where(Payment.estate_id == estate.id, Payment.idempotency_key.startswith("seed:"))
@@ -660,6 +681,43 @@ async def _ensure_billing(session: AsyncSession, report: SeedReport) -> None:
             or 0
         )
         report.payments.created += await _settle_demo_bills(session, estate, this_month)
+
+
+async def _bill_count(session: AsyncSession, estate_id: int) -> int:
+    return int(await session.scalar(select(func.count()).where(Bill.estate_id == estate_id)) or 0)
+
+
+# A water and an electricity meter for every unit billed by them, installed when billing began.
+_DEMO_METERS = text(
+    """
+    INSERT INTO meters (estate_id, unit_id, fee_item_id, serial, multiplier, initial_reading, installed_on)
+    SELECT u.estate_id, u.id, i.id, i.code || '-' || u.id, 1, (u.id * 7) % 500, :since
+    FROM fee_bindings f
+    JOIN fee_items i ON i.id = f.fee_item_id AND i.method = 'METERED'
+    JOIN units u ON u.id = f.unit_id
+    WHERE i.estate_id = :estate_id
+    ON CONFLICT DO NOTHING
+    """
+)
+# Monthly readings from then up to last month (this month is read at its end): a household
+# uses 4-19 m³ of water and 80-459 kWh a month, varying by unit and month.
+_DEMO_READINGS = text(
+    """
+    INSERT INTO meter_readings (meter_id, period_start, value, read_on)
+    SELECT m.id, month::date,
+           m.initial_reading + sum(
+               CASE WHEN i.kind = 'WATER' THEN 4 + (m.unit_id * 13 + extract(month FROM month)::int * 7) % 16
+                    ELSE 80 + (m.unit_id * 31 + extract(month FROM month)::int * 17) % 380 END
+           ) OVER (PARTITION BY m.id ORDER BY month),
+           (month + interval '1 month' - interval '2 days')::date
+    FROM meters m
+    JOIN fee_items i ON i.id = m.fee_item_id
+    CROSS JOIN generate_series(CAST(:since AS date), CAST(:this_month AS date) - interval '1 month',
+                               interval '1 month') AS month
+    WHERE m.estate_id = :estate_id AND m.installed_on <= month
+    ON CONFLICT (meter_id, period_start) DO NOTHING
+    """
+)
 
 
 # How the demo's payers behave, by a stable hash of the unit id (percent of units):

@@ -58,6 +58,8 @@ class Settings(BaseSettings):
 
     # The company's local time zone: what "today" means for occupancies, due dates, reports.
     timezone: str = "Asia/Shanghai"
+    # How many missed days the late-fee job makes up after the worker was down.
+    late_fee_catch_up_days: int = Field(default=7, ge=1, le=31)
     db_pool_size: int = 10
     requests_per_minute: int = 600
     log_level: str = "INFO"

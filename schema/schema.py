@@ -20,7 +20,7 @@ from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
 from backend.accounts.models import User
-from backend.billing.models import Bill, FeeItem, Payment
+from backend.billing.models import Bill, FeeItem, Meter, MeterReading, Payment
 from backend.notifications.models import Announcement, Notification
 from backend.people.models import Occupancy, Person
 from backend.property.models import Building, Entrance, Estate, OrgUnit, Unit
@@ -28,6 +28,7 @@ from backend.settings import Settings
 from schema.accounts.mutations import AccountsMutation
 from schema.accounts.queries import AccountsQuery
 from schema.accounts.types import NotificationType, UserType, ViewerType
+from schema.billing.meters import MeterMutation, MeterQuery, MeterReadingType, MeterType
 from schema.billing.mutations import BillingMutation, FeeItemMutation, RefundMutation
 from schema.billing.queries import BillingQuery
 from schema.billing.types import BillType, FeeItemType
@@ -59,6 +60,8 @@ NODE_MODELS: dict[str, type[Any]] = {
     "Bill": Bill,
     "FeeItem": FeeItem,
     "Payment": Payment,
+    "Meter": Meter,
+    "MeterReading": MeterReading,
 }
 
 
@@ -81,7 +84,9 @@ class CoreQuery:
         return await get_scoped(info, model, int(pk))  # type: ignore[no-any-return]
 
 
-Query = merge_types("Query", (CoreQuery, AccountsQuery, PropertyQuery, PeopleQuery, BillingQuery, NotificationsQuery))
+Query = merge_types(
+    "Query", (CoreQuery, AccountsQuery, PropertyQuery, PeopleQuery, BillingQuery, MeterQuery, NotificationsQuery)
+)
 Mutation = merge_types(
     "Mutation",
     (
@@ -92,6 +97,7 @@ Mutation = merge_types(
         BillingMutation,
         FeeItemMutation,
         RefundMutation,
+        MeterMutation,
         NotificationsMutation,
     ),
 )
@@ -110,6 +116,8 @@ TYPES = [
     UserType,
     BillType,
     FeeItemType,
+    MeterType,
+    MeterReadingType,
 ]
 
 

@@ -8,6 +8,7 @@ import structlog
 from sqlalchemy import select
 
 from backend.accounts.models import User, UserKind
+from backend.billing import late_fees
 from backend.billing.service import generate_bills
 from backend.db import local_today
 from backend.notifications import service as notifications
@@ -40,6 +41,25 @@ async def generate_monthly_bills(ctx: dict[str, Any]) -> dict[str, int]:
             log.warning("billing.items_without_rate", estate=estate.code, items=report.items_without_rate)
     log.info("billing.monthly_bills", month=f"{month:%Y-%m}", created=created, skipped=skipped)
     return {"estates": len(estates), "created": created, "skipped": skipped}
+
+
+async def accrue_late_fees(ctx: dict[str, Any]) -> dict[str, int]:
+    """The daily late-fee job: today's (and any missed day's) late fees, one transaction per
+    estate. Once per bill per day, however often it runs (unique key)."""
+    runtime: WorkerRuntime = ctx["runtime"]
+    today = local_today()
+    async with runtime.sessionmaker() as session:
+        estate_ids = list((await session.scalars(select(Estate.id).order_by(Estate.id))).all())
+    lines = bills = 0
+    for estate_id in estate_ids:
+        async with runtime.sessionmaker() as session, session.begin():
+            added, late = await late_fees.accrue_late_fees(
+                session, today=today, estate_id=estate_id, catch_up_days=runtime.settings.late_fee_catch_up_days
+            )
+        lines += added
+        bills += late
+    log.info("billing.late_fees", day=today.isoformat(), lines=lines, bills=bills)
+    return {"lines": lines, "bills": bills}
 
 
 async def deliver_notification(ctx: dict[str, Any], *, notification_id: int) -> str:

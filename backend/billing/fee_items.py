@@ -12,10 +12,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.audit import service as audit
 from backend.billing.errors import BillingError, BillingErrorCode
+from backend.billing.meters import check_tiers
 from backend.billing.models import BillingCycle, ChargeMethod, FeeBinding, FeeItem, FeeKind, FeeRate
 from backend.property.models import Estate, Unit, UnitUsage
 
 _CODE = re.compile(r"^[A-Z0-9][A-Z0-9_\-]{0,31}$")
+
+
+def _tiers(
+    method: ChargeMethod, tiers: list[tuple[Decimal | None, Decimal]] | None
+) -> list[dict[str, str | None]] | None:
+    """Tiered prices (阶梯价) are for METERED items only."""
+    if tiers and method is not ChargeMethod.METERED:
+        raise BillingError(BillingErrorCode.INVALID_TIERS, "Only METERED fee items price in tiers.", "tiers")
+    return check_tiers(tiers)
 
 
 def check_rate(rate: Decimal) -> Decimal:
@@ -40,6 +50,7 @@ async def create_fee_item(
     grace_days: int,
     actor_id: int,
     request_id: str | None,
+    tiers: list[tuple[Decimal | None, Decimal]] | None = None,
 ) -> FeeItem:
     code = code.strip().upper()
     if not _CODE.fullmatch(code):
@@ -49,6 +60,7 @@ async def create_fee_item(
     if late_fee_daily_rate < 0 or late_fee_daily_rate > Decimal("0.01") or grace_days < 0:
         raise BillingError(BillingErrorCode.INVALID_RATE, "Late fee 0–1 % a day, grace days ≥ 0.", "lateFeeDailyRate")
     check_rate(rate)
+    stored_tiers = _tiers(method, tiers)
     if await session.scalar(select(FeeItem.id).where(FeeItem.estate_id == estate.id, FeeItem.code == code)):
         raise BillingError(BillingErrorCode.DUPLICATE_CODE, f"{estate.code} has a fee item {code} already.", "code")
     item = FeeItem(
@@ -64,7 +76,7 @@ async def create_fee_item(
     )
     session.add(item)
     await session.flush()
-    session.add(FeeRate(fee_item_id=item.id, rate=rate, effective_from=effective_from))
+    session.add(FeeRate(fee_item_id=item.id, rate=rate, tiers=stored_tiers, effective_from=effective_from))
     await session.flush()
     await audit.record(
         session,
@@ -86,12 +98,14 @@ async def set_rate(
     effective_from: dt.date,
     actor_id: int,
     request_id: str | None,
+    tiers: list[tuple[Decimal | None, Decimal]] | None = None,
 ) -> None:
     """A new rate from a date on. Bills issued before keep the rate they were issued with."""
     check_rate(rate)
+    stored_tiers = _tiers(item.method, tiers)
     added = await session.scalar(
         insert(FeeRate)
-        .values(fee_item_id=item.id, rate=rate, effective_from=effective_from)
+        .values(fee_item_id=item.id, rate=rate, tiers=stored_tiers, effective_from=effective_from)
         .on_conflict_do_nothing(index_elements=["fee_item_id", "effective_from"])
         .returning(FeeRate.id)
     )

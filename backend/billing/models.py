@@ -213,6 +213,7 @@ class Bill(Base):
 
     unit: Mapped[Unit] = relationship(lazy="raise")
     fee_item: Mapped[FeeItem] = relationship(lazy="raise")
+    lines: Mapped[list[BillLine]] = relationship(lazy="raise", viewonly=True, order_by="BillLine.id")
 
     if TYPE_CHECKING:  # column properties added below, once Bill exists to correlate with
         paid_amount: Mapped[Decimal]
@@ -358,6 +359,9 @@ class Meter(Base):
 
     unit: Mapped[Unit] = relationship(lazy="raise")
     fee_item: Mapped[FeeItem] = relationship(lazy="raise")
+    readings: Mapped[list[MeterReading]] = relationship(
+        lazy="raise", viewonly=True, order_by="MeterReading.period_start.desc()"
+    )
 
     __table_args__ = (
         UniqueConstraint("estate_id", "serial"),

@@ -11,11 +11,14 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.audit import service as audit
+from backend.billing.area import apply_area_changes
+from backend.billing.meters import bill_metered
 from backend.billing.models import Bill, BillStatus, ChargeMethod, FeeBinding, FeeItem, FeeRate
 from backend.billing.periods import billed_period, due_date
 from backend.property.models import Estate, Unit
 
-# Methods billed by period. METERED bills come from meter readings, ONE_OFF ones on demand.
+# Methods billed by period. METERED bills come from meter readings (bill_metered), ONE_OFF
+# ones on demand.
 PERIODIC_METHODS = (ChargeMethod.PER_AREA, ChargeMethod.FIXED)
 
 
@@ -24,6 +27,7 @@ class GenerationReport:
     created: int = 0
     skipped: int = 0  # already billed for that period
     items_without_rate: list[str] = field(default_factory=list)
+    adjustments: int = 0  # area-correction lines put on this run's bills
 
 
 async def generate_bills(
@@ -43,6 +47,7 @@ async def generate_bills(
             .order_by(FeeItem.id)
         )
     ).all()
+    period_starts: set[dt.date] = set()
     for item in items:
         period = billed_period(month, item.cycle)
         if period is None:
@@ -61,6 +66,15 @@ async def generate_bills(
         )
         report.created += created
         report.skipped += candidates - created
+        if item.method is ChargeMethod.PER_AREA:
+            period_starts.add(period.start)
+    for start in sorted(period_starts):
+        report.adjustments += await apply_area_changes(session, estate_id=estate.id, period_start=start)
+    # METERED bills: every month up to this one whose readings are not billed yet.
+    created, skipped, without_rate = await bill_metered(session, estate_id=estate.id, through=month)
+    report.created += created
+    report.skipped += skipped
+    report.items_without_rate.extend(code for code in without_rate if code not in report.items_without_rate)
     await audit.record(
         session,
         actor_user_id=actor_id,
@@ -68,7 +82,12 @@ async def generate_bills(
         target_type="Estate",
         target_id=estate.id,
         request_id=request_id,
-        detail={"month": month.isoformat(), "created": report.created, "skipped": report.skipped},
+        detail={
+            "month": month.isoformat(),
+            "created": report.created,
+            "skipped": report.skipped,
+            "adjustments": report.adjustments,
+        },
     )
     return report
 

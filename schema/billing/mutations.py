@@ -89,6 +89,12 @@ class BillPayload:
     errors: list[UserError] = strawberry.field(default_factory=list)
 
 
+@strawberry.input(description="A price tier: consumption up to `upTo` (the last tier open-ended) at `price` per unit.")
+class FeeTierInput:
+    price: Decimal
+    up_to: Decimal | None = None
+
+
 @strawberry.input
 class CreateFeeItemInput:
     estate_id: strawberry.ID
@@ -102,6 +108,9 @@ class CreateFeeItemInput:
     due_day: int = 15
     late_fee_daily_rate: Decimal = Decimal("0")
     grace_days: int = 0
+    tiers: list[FeeTierInput] | None = strawberry.field(
+        default=None, description="METERED only: tiered unit prices (阶梯价); `rate` is then the first tier's."
+    )
 
 
 @strawberry.type
@@ -115,6 +124,7 @@ class SetFeeRateInput:
     fee_item_id: strawberry.ID
     rate: Decimal
     effective_from: dt.date
+    tiers: list[FeeTierInput] | None = None
 
 
 @strawberry.input
@@ -163,6 +173,7 @@ class FeeItemMutation:
                     grace_days=input.grace_days,
                     actor_id=principal.user_id,
                     request_id=ctx.request_id,
+                    tiers=_tiers(input.tiers),
                 )
         except BillingError as exc:
             return FeeItemPayload(errors=[user_error(exc.code, exc.message, exc.field)])
@@ -184,6 +195,7 @@ class FeeItemMutation:
                     effective_from=input.effective_from,
                     actor_id=principal.user_id,
                     request_id=ctx.request_id,
+                    tiers=_tiers(input.tiers),
                 )
         except BillingError as exc:
             return FeeItemPayload(errors=[user_error(exc.code, exc.message, exc.field)])
@@ -216,6 +228,10 @@ class FeeItemMutation:
         except BillingError as exc:
             return BindFeeItemPayload(errors=[user_error(exc.code, exc.message, exc.field)])
         return BindFeeItemPayload(bound_count=bound, skipped_count=skipped)
+
+
+def _tiers(tiers: list[FeeTierInput] | None) -> list[tuple[Decimal | None, Decimal]] | None:
+    return None if tiers is None else [(t.up_to, t.price) for t in tiers]
 
 
 async def _fee_item_for_update(info: Info, fee_item_id: strawberry.ID) -> models.FeeItem | None:

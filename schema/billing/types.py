@@ -25,6 +25,7 @@ BillingCycle = strawberry.enum(models.BillingCycle, name="BillingCycle")
 BillStatus = strawberry.enum(models.BillStatus, name="BillStatus")
 PaymentMethod = strawberry.enum(models.PaymentMethod, name="PaymentMethod")
 PaymentStatus = strawberry.enum(models.PaymentStatus, name="PaymentStatus")
+BillLineKind = strawberry.enum(models.BillLineKind, name="BillLineKind")
 
 
 @strawberry.input
@@ -63,10 +64,33 @@ class FeeItemType(Node):
     rates: list[FeeRateType] = strawberry.field(description="Every rate with the date it applies from.")
 
 
+@strawberry.type(description="A price tier: consumption up to `upTo` (null: no limit) at `price` per unit.")
+class FeeTier:
+    up_to: Decimal | None
+    price: Decimal
+
+
 @orm_type(models.FeeRate, name="FeeRate")
 class FeeRateType:
     rate: Decimal
     effective_from: dt.date
+
+    @strawberry.field(description="METERED items' tiered prices (阶梯价), lowest first; empty for a flat rate.")
+    @staticmethod
+    def tiers(root: strawberry.Parent[models.FeeRate]) -> list[FeeTier]:
+        return [
+            FeeTier(up_to=None if t["upTo"] is None else Decimal(t["upTo"]), price=Decimal(str(t["price"])))
+            for t in root.tiers or []
+        ]
+
+
+@orm_type(models.BillLine, name="BillLine", description="One movement on a bill; lines are only ever added.")
+class BillLineType:
+    kind: BillLineKind
+    amount: Decimal = strawberry.field(description="Positive, except ADJUSTMENT lines, which may be negative.")
+    note: str
+    accrued_on: dt.date | None = strawberry.field(description="LATE_FEE lines: the day the fee accrued for.")
+    created_at: dt.datetime
 
 
 @orm_type(models.Bill, name="Bill", description="What a unit owes for one fee item and period.")
@@ -74,9 +98,12 @@ class BillType(Node):
     period: str = strawberry.field(description="`2026-11`, `2026-Q4` or `2026`, by the fee item's cycle.")
     period_start: dt.date
     period_end: dt.date
-    quantity: Decimal = strawberry.field(description="Billed area in m² (PER_AREA) or 1.")
+    quantity: Decimal = strawberry.field(description="Billed area in m² (PER_AREA), consumption (METERED) or 1.")
     rate: Decimal
     amount: Decimal = strawberry.field(description="The amount charged when the bill was issued; never edited.")
+    charged_amount: Decimal = strawberry.field(
+        description="Added since: adjustments (± area corrections) and late fees."
+    )
     paid_amount: Decimal
     waived_amount: Decimal
     outstanding: Decimal
@@ -85,6 +112,7 @@ class BillType(Node):
     created_at: dt.datetime
     unit: Annotated[UnitType, strawberry.lazy("schema.property.types")]
     fee_item: FeeItemType
+    lines: list[BillLineType] = strawberry.field(description="The bill's ledger: every line, oldest first.")
 
 
 @orm_type(models.BillLine, name="PaymentAllocation", description="The part of a payment that went to one bill.")
@@ -117,3 +145,4 @@ register_relation(models.FeeItem, "currentRate", Relation("rates"))
 register_relation(models.BillLine, "bill", Relation("bill"))
 register_relation(models.Bill, "unit", Relation("unit"))
 register_relation(models.Bill, "feeItem", Relation("fee_item"))
+register_relation(models.Bill, "lines", Relation("lines"))

@@ -745,6 +745,7 @@ def test_the_matrix_covers_every_root_field() -> None:
     covered_queries = {"viewer", "node", "users", "orgUnits", "estates", "units", "people", "announcements"}
     # Billing's rows live beside its tests (tests/billing/test_bills_api.py).
     covered_queries |= {"bills", "feeItems", "billingSummary", "arrearsAging"}
+    covered_queries |= {"meters"}  # tests/billing/test_meters.py
     covered_mutations = {
         "createEstate",
         "createBuilding",
@@ -768,6 +769,10 @@ def test_the_matrix_covers_every_root_field() -> None:
         "setFeeRate",
         "bindFeeItem",
         "refundPayment",  # tests/billing/test_refunds.py
+        "installMeter",  # tests/billing/test_meters.py
+        "replaceMeter",
+        "recordMeterReadings",
+        "correctUnitArea",  # tests/billing/test_area_and_late_fees.py
     }
     # when
     queries = {f.graphql_name or _camel(f.python_name) for f in Query.__strawberry_definition__.fields}
