@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import structlog
+from arq import Retry
 from sqlalchemy import select
 
 from backend.accounts.models import User, UserKind
 from backend.billing.service import generate_bills
 from backend.db import local_today
 from backend.notifications import service as notifications
+from backend.notifications import sms
 from backend.notifications.models import Announcement, AnnouncementEstate, Notification
 from backend.people.models import Occupancy
 from backend.property.models import Estate, Unit
@@ -40,6 +43,27 @@ async def generate_monthly_bills(ctx: dict[str, Any]) -> dict[str, int]:
             log.warning("billing.items_without_rate", estate=estate.code, items=report.items_without_rate)
     log.info("billing.monthly_bills", month=f"{month:%Y-%m}", created=created, skipped=skipped)
     return {"estates": len(estates), "created": created, "skipped": skipped}
+
+
+# A text the gateway keeps refusing is given up (status FAILED) on this try.
+SMS_MAX_TRIES = 6
+
+
+def sms_retry_delay(job_try: int) -> dt.timedelta:
+    """10 s, 20 s, 40 s, … up to 10 minutes between tries."""
+    return dt.timedelta(seconds=min(600, 10 * 2 ** (job_try - 1)))
+
+
+async def send_sms(ctx: dict[str, Any], *, sms_id: int) -> str:
+    """Hand a queued text message to the SMS channel. Idempotent: a SENT message is not sent
+    again. A failure is counted on the row and retried by arq, until the last try gives up."""
+    runtime: WorkerRuntime = ctx["runtime"]
+    job_try = int(ctx.get("job_try", 1))
+    async with runtime.sessionmaker() as session, session.begin():
+        outcome = await sms.send_queued(session, sms_id=sms_id, channel=runtime.sms, give_up=job_try >= SMS_MAX_TRIES)
+    if outcome.status == "ERROR":
+        raise Retry(defer=sms_retry_delay(job_try))
+    return outcome.status
 
 
 async def deliver_notification(ctx: dict[str, Any], *, notification_id: int) -> str:
