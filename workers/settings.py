@@ -46,6 +46,7 @@ class WorkerSettings:
     # Times are in the company's time zone. `unique`: one run per slot across all workers.
     cron_jobs: ClassVar[list[Any]] = [
         cron(tasks.generate_monthly_bills, day={1}, hour={0}, minute={10}, unique=True, timeout=3600),
+        cron(tasks.run_dunning, hour={9}, minute={0}, unique=True, timeout=3600),
     ]
     timezone = ZoneInfo(get_settings().timezone)
     on_startup = startup

@@ -10,6 +10,7 @@ from arq import Retry
 from sqlalchemy import select
 
 from backend.accounts.models import User, UserKind
+from backend.billing import dunning
 from backend.billing.service import generate_bills
 from backend.db import local_today
 from backend.notifications import service as notifications
@@ -43,6 +44,50 @@ async def generate_monthly_bills(ctx: dict[str, Any]) -> dict[str, int]:
             log.warning("billing.items_without_rate", estate=estate.code, items=report.items_without_rate)
     log.info("billing.monthly_bills", month=f"{month:%Y-%m}", created=created, skipped=skipped)
     return {"estates": len(estates), "created": created, "skipped": skipped}
+
+
+async def run_dunning(ctx: dict[str, Any], *, today: dt.date | None = None) -> dict[str, int]:
+    """The daily dunning job (催缴): today's reminder steps for every estate, one transaction each.
+
+    Safe to run twice or on two workers at once: a step is taken once per bill (unique key)
+    and only the run that took it reminds. An estate that fails is logged and the whole run
+    is retried later; the estates done already have nothing left to do then.
+    """
+    runtime: WorkerRuntime = ctx["runtime"]
+    day = today or local_today()
+    async with runtime.sessionmaker() as session:
+        estate_ids = list((await session.scalars(select(Estate.id).order_by(Estate.id))).all())
+    total = dunning.DunningReport()
+    failed = 0
+    for estate_id in estate_ids:
+        try:
+            async with runtime.sessionmaker() as session, session.begin():
+                report = await dunning.remind_payers(
+                    session=session,
+                    estate_id=estate_id,
+                    today=day,
+                    days_before_due=runtime.settings.dunning_days_before_due,
+                )
+        except Exception:
+            log.exception("dunning.estate_failed", estate_id=estate_id, day=day.isoformat())
+            failed += 1
+            continue
+        total.notices += report.notices
+        total.groups += report.groups
+        total.notifications += report.notifications
+        total.sms += report.sms
+    result = {
+        "estates": len(estate_ids),
+        "failed": failed,
+        "notices": total.notices,
+        "reminders": total.groups,
+        "notifications": total.notifications,
+        "sms": total.sms,
+    }
+    log.info("dunning.run", day=day.isoformat(), **result)
+    if failed:
+        raise Retry(defer=dt.timedelta(minutes=10))
+    return result
 
 
 # A text the gateway keeps refusing is given up (status FAILED) on this try.
