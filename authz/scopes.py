@@ -18,7 +18,7 @@ from sqlalchemy import ColumnElement, Select, String, and_, cast, exists, false,
 from authz.models import CasbinRule
 from authz.principal import Permissions, Principal
 from backend.accounts.models import User
-from backend.billing.models import Bill, BillLine, FeeItem, FeeRate, Payment, Refund
+from backend.billing.models import Bill, BillLine, DunningNotice, FeeItem, FeeRate, Payment, Refund
 from backend.db import local_today
 from backend.notifications.models import Announcement, AnnouncementEstate, Notification
 from backend.people.models import Occupancy, Person
@@ -162,6 +162,12 @@ RULES: dict[type[Any], RowRule] = {
         "Bill",
         staff=lambda d: BillLine.bill_id.in_(select(Bill.id).where(Bill.estate_id.in_(estates_under(d)))),
         own=lambda p: BillLine.bill_id.in_(select(Bill.id).where(Bill.unit_id.in_(own_unit_ids(p)))),
+    ),
+    # A bill's dunning notices (催缴) are seen with the bill.
+    DunningNotice: RowRule(
+        "Bill",
+        staff=lambda d: DunningNotice.bill_id.in_(select(Bill.id).where(Bill.estate_id.in_(estates_under(d)))),
+        own=lambda p: DunningNotice.bill_id.in_(select(Bill.id).where(Bill.unit_id.in_(own_unit_ids(p)))),
     ),
     FeeItem: RowRule(
         "FeeItem",

@@ -22,6 +22,8 @@ from billing_support import Ledger
 from sqlalchemy import delete, func, or_, select
 from structlog.testing import capture_logs
 
+from authz.models import CasbinRule
+from authz.rules import subject
 from backend.accounts.models import User, UserKind
 from backend.accounts.passwords import hash_password
 from backend.billing.adjustments import void_bill, waive_bill
@@ -39,6 +41,13 @@ from workers.tasks import run_dunning, send_sms
 DUE = dt.date(2001, 3, 20)
 DAYS_BEFORE_DUE = 3
 DEMO_PASSWORD = "demo1234"
+
+BILL_REMINDERS = """
+query($id: ID!) { node(id: $id) { ... on Bill { id reminders { step outstanding inApp sms createdAt } } } }
+"""
+ESTATE_BILLS_WITH_REMINDERS = """
+query($estate: ID!) { bills(first: 50, filter: {estateId: $estate}) { edges { node { id reminders { step } } } } }
+"""
 
 
 @dataclasses.dataclass
@@ -114,6 +123,19 @@ async def household(runtime: Any, ledger: Ledger) -> AsyncIterator[Household]:
         persons = [p.person_id for p in made]
         await session.execute(delete(Occupancy).where(Occupancy.person_id.in_(persons)))
         await session.execute(delete(Person).where(Person.id.in_(persons)))
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def residents_signed_up(runtime: Any, ledger: Ledger, household: Household) -> AsyncIterator[None]:
+    """The household's owner and family hold the resident role, as the app's residents do."""
+    subjects = [subject(p.user_id) for p in (household.owner, household.family)]
+    async with runtime.sessionmaker() as session, session.begin():
+        session.add_all(CasbinRule(ptype="g", v0=s, v1="resident", v2=ledger.estate.org_path) for s in subjects)
+    await runtime.policy_changed()
+    yield
+    async with runtime.sessionmaker() as session, session.begin():
+        await session.execute(delete(CasbinRule).where(CasbinRule.ptype == "g", CasbinRule.v0.in_(subjects)))
+    await runtime.policy_changed()
 
 
 async def _bill(runtime: Any, ledger: Ledger, unit: int, item: str, month: int, amount: str, due: dt.date = DUE) -> int:
@@ -381,3 +403,40 @@ def test_the_job_runs_daily_at_nine_company_time_once_across_workers() -> None:
     (job,) = [j for j in WorkerSettings.cron_jobs if j.name == "cron:run_dunning"]
     assert (job.day, job.hour, job.minute, job.unique) == (None, {9}, {0}, True)
     assert str(WorkerSettings.timezone) == "Asia/Shanghai"
+
+
+async def test_staff_who_read_the_bill_and_its_payer_see_its_reminders_others_do_not(
+    runtime: Any,
+    ledger: Ledger,
+    household: Household,
+    residents_signed_up: None,
+    as_user: Any,
+    count_statements: Any,
+) -> None:
+    # given a bill reminded twice
+    bill_id = await _bill(runtime, ledger, 0, "PF", 3, "223.90")
+    await _run(runtime, ledger, DUE)
+    await _run(runtime, ledger, DUE + dt.timedelta(days=7))
+    gid = to_global_id("Bill", bill_id)
+    # when
+    finance = await (await as_user("finance.north")).data(BILL_REMINDERS, {"id": gid})
+    owner = await (await as_user(household.owner.username)).data(BILL_REMINDERS, {"id": gid})
+    other_owner = await (await as_user("owner.a1")).data(BILL_REMINDERS, {"id": gid})
+    family = await (await as_user(household.family.username)).data(BILL_REMINDERS, {"id": gid})
+    south = await (await as_user("supervisor.south")).data(BILL_REMINDERS, {"id": gid})
+    # then
+    reminders = finance["node"]["reminders"]
+    assert [(r["step"], r["outstanding"], r["inApp"], r["sms"]) for r in reminders] == [
+        ("ON_DUE", "223.90", 1, 1), ("OVERDUE_7", "223.90", 1, 1)
+    ]  # fmt: skip
+    assert owner["node"]["reminders"] == reminders
+    assert family["node"]["reminders"] == reminders  # family see the unit's bills, as residents do
+    assert other_owner["node"] is None
+    assert south["node"] is None
+    # and a list of bills loads every bill's reminders in one statement
+    count_statements.statements.clear()
+    listed = await (await as_user("finance.north")).data(
+        ESTATE_BILLS_WITH_REMINDERS, {"estate": to_global_id("Estate", ledger.estate.id)}
+    )
+    assert [len(e["node"]["reminders"]) for e in listed["bills"]["edges"]] == [2]
+    assert sum("FROM dunning_notices" in s for s in count_statements.statements) == 1
