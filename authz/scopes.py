@@ -21,6 +21,7 @@ from backend.accounts.models import User
 from backend.billing.models import (
     Bill,
     BillLine,
+    DunningNotice,
     FeeItem,
     FeeRate,
     Meter,
@@ -172,6 +173,12 @@ RULES: dict[type[Any], RowRule] = {
         "Bill",
         staff=lambda d: BillLine.bill_id.in_(select(Bill.id).where(Bill.estate_id.in_(estates_under(d)))),
         own=lambda p: BillLine.bill_id.in_(select(Bill.id).where(Bill.unit_id.in_(own_unit_ids(p)))),
+    ),
+    # A bill's dunning notices (催缴) are seen with the bill.
+    DunningNotice: RowRule(
+        "Bill",
+        staff=lambda d: DunningNotice.bill_id.in_(select(Bill.id).where(Bill.estate_id.in_(estates_under(d)))),
+        own=lambda p: DunningNotice.bill_id.in_(select(Bill.id).where(Bill.unit_id.in_(own_unit_ids(p)))),
     ),
     FeeItem: RowRule(
         "FeeItem",

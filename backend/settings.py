@@ -6,6 +6,7 @@ import enum
 import secrets
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -68,6 +69,12 @@ class Settings(BaseSettings):
     # MQTT 5 shared-subscription group; empty keeps MQTT 3.1.1 and a plain subscription.
     mqtt_shared_group: str | None = None
     mqtt_topic_root: str = "wuye"
+
+    # Where text messages go. `local` records them in sms_messages without sending
+    # (development, demo, tests); a gateway implementation adds its own name here.
+    sms_channel: Literal["local"] = "local"
+    # Dunning (催缴): the first reminder goes this many days before a bill's due date.
+    dunning_days_before_due: int = Field(default=3, ge=1, le=30)
 
     @model_validator(mode="after")
     def _production_needs_secret(self) -> Settings:

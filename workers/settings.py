@@ -6,7 +6,7 @@ import asyncio
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
-from arq import cron
+from arq import cron, func
 from arq.connections import RedisSettings
 
 from backend.settings import get_settings
@@ -38,11 +38,16 @@ def redis_settings() -> RedisSettings:
 
 
 class WorkerSettings:
-    functions: ClassVar[list[Any]] = [tasks.deliver_notification, tasks.notify_announcement]
+    functions: ClassVar[list[Any]] = [
+        tasks.deliver_notification,
+        tasks.notify_announcement,
+        func(tasks.send_sms, max_tries=tasks.SMS_MAX_TRIES),
+    ]
     # Times are in the company's time zone. `unique`: one run per slot across all workers.
     cron_jobs: ClassVar[list[Any]] = [
         cron(tasks.generate_monthly_bills, day={1}, hour={0}, minute={10}, unique=True, timeout=3600),
         cron(tasks.accrue_late_fees, hour={0}, minute={40}, unique=True, timeout=3600),
+        cron(tasks.run_dunning, hour={9}, minute={0}, unique=True, timeout=3600),
     ]
     timezone = ZoneInfo(get_settings().timezone)
     on_startup = startup

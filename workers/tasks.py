@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import structlog
+from arq import Retry
 from sqlalchemy import select
 
 from backend.accounts.models import User, UserKind
-from backend.billing import late_fees
+from backend.billing import dunning, late_fees
 from backend.billing.service import generate_bills
 from backend.db import local_today
 from backend.notifications import service as notifications
+from backend.notifications import sms
 from backend.notifications.models import Announcement, AnnouncementEstate, Notification
 from backend.people.models import Occupancy
 from backend.property.models import Estate, Unit
@@ -60,6 +63,71 @@ async def accrue_late_fees(ctx: dict[str, Any]) -> dict[str, int]:
         bills += late
     log.info("billing.late_fees", day=today.isoformat(), lines=lines, bills=bills)
     return {"lines": lines, "bills": bills}
+
+
+async def run_dunning(ctx: dict[str, Any], *, today: dt.date | None = None) -> dict[str, int]:
+    """The daily dunning job (催缴): today's reminder steps for every estate, one transaction each.
+
+    Safe to run twice or on two workers at once: a step is taken once per bill (unique key)
+    and only the run that took it reminds. An estate that fails is logged and the whole run
+    is retried later; the estates done already have nothing left to do then.
+    """
+    runtime: WorkerRuntime = ctx["runtime"]
+    day = today or local_today()
+    async with runtime.sessionmaker() as session:
+        estate_ids = list((await session.scalars(select(Estate.id).order_by(Estate.id))).all())
+    total = dunning.DunningReport()
+    failed = 0
+    for estate_id in estate_ids:
+        try:
+            async with runtime.sessionmaker() as session, session.begin():
+                report = await dunning.remind_payers(
+                    session=session,
+                    estate_id=estate_id,
+                    today=day,
+                    days_before_due=runtime.settings.dunning_days_before_due,
+                )
+        except Exception:
+            log.exception("dunning.estate_failed", estate_id=estate_id, day=day.isoformat())
+            failed += 1
+            continue
+        total.notices += report.notices
+        total.groups += report.groups
+        total.notifications += report.notifications
+        total.sms += report.sms
+    result = {
+        "estates": len(estate_ids),
+        "failed": failed,
+        "notices": total.notices,
+        "reminders": total.groups,
+        "notifications": total.notifications,
+        "sms": total.sms,
+    }
+    log.info("dunning.run", day=day.isoformat(), **result)
+    if failed:
+        raise Retry(defer=dt.timedelta(minutes=10))
+    return result
+
+
+# A text the gateway keeps refusing is given up (status FAILED) on this try.
+SMS_MAX_TRIES = 6
+
+
+def sms_retry_delay(job_try: int) -> dt.timedelta:
+    """10 s, 20 s, 40 s, … up to 10 minutes between tries."""
+    return dt.timedelta(seconds=min(600, 10 * 2 ** (job_try - 1)))
+
+
+async def send_sms(ctx: dict[str, Any], *, sms_id: int) -> str:
+    """Hand a queued text message to the SMS channel. Idempotent: a SENT message is not sent
+    again. A failure is counted on the row and retried by arq, until the last try gives up."""
+    runtime: WorkerRuntime = ctx["runtime"]
+    job_try = int(ctx.get("job_try", 1))
+    async with runtime.sessionmaker() as session, session.begin():
+        outcome = await sms.send_queued(session, sms_id=sms_id, channel=runtime.sms, give_up=job_try >= SMS_MAX_TRIES)
+    if outcome.status == "ERROR":
+        raise Retry(defer=sms_retry_delay(job_try))
+    return outcome.status
 
 
 async def deliver_notification(ctx: dict[str, Any], *, notification_id: int) -> str:

@@ -214,6 +214,7 @@ class Bill(Base):
     unit: Mapped[Unit] = relationship(lazy="raise")
     fee_item: Mapped[FeeItem] = relationship(lazy="raise")
     lines: Mapped[list[BillLine]] = relationship(lazy="raise", viewonly=True, order_by="BillLine.id")
+    reminders: Mapped[list[DunningNotice]] = relationship(lazy="raise", viewonly=True, order_by="DunningNotice.id")
 
     if TYPE_CHECKING:  # column properties added below, once Bill exists to correlate with
         paid_amount: Mapped[Decimal]

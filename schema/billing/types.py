@@ -26,6 +26,7 @@ BillStatus = strawberry.enum(models.BillStatus, name="BillStatus")
 PaymentMethod = strawberry.enum(models.PaymentMethod, name="PaymentMethod")
 PaymentStatus = strawberry.enum(models.PaymentStatus, name="PaymentStatus")
 BillLineKind = strawberry.enum(models.BillLineKind, name="BillLineKind")
+DunningStep = strawberry.enum(models.DunningStep, name="DunningStep")
 
 
 @strawberry.input
@@ -93,6 +94,21 @@ class BillLineType:
     created_at: dt.datetime
 
 
+@orm_type(
+    models.DunningNotice,
+    name="DunningNotice",
+    description="One reminder step taken for a bill (催缴): what it owed then and how its payers were reached.",
+)
+class DunningNoticeType:
+    step: DunningStep = strawberry.field(
+        description="BEFORE_DUE (a few days before the due date), ON_DUE, OVERDUE_7 or OVERDUE_30."
+    )
+    outstanding: Decimal = strawberry.field(description="What the bill owed when reminded.")
+    in_app: int = strawberry.field(description="In-app notifications written to the payers' accounts.")
+    sms: int = strawberry.field(description="Text messages handed to the SMS channel.")
+    created_at: dt.datetime
+
+
 @orm_type(models.Bill, name="Bill", description="What a unit owes for one fee item and period.")
 class BillType(Node):
     period: str = strawberry.field(description="`2026-11`, `2026-Q4` or `2026`, by the fee item's cycle.")
@@ -113,6 +129,9 @@ class BillType(Node):
     unit: Annotated[UnitType, strawberry.lazy("schema.property.types")]
     fee_item: FeeItemType
     lines: list[BillLineType] = strawberry.field(description="The bill's ledger: every line, oldest first.")
+    reminders: list[DunningNoticeType] = strawberry.field(
+        description="The dunning steps taken for this bill (催缴), oldest first; seen by whoever may read the bill."
+    )
 
 
 @orm_type(models.BillLine, name="PaymentAllocation", description="The part of a payment that went to one bill.")
@@ -146,3 +165,4 @@ register_relation(models.BillLine, "bill", Relation("bill"))
 register_relation(models.Bill, "unit", Relation("unit"))
 register_relation(models.Bill, "feeItem", Relation("fee_item"))
 register_relation(models.Bill, "lines", Relation("lines"))
+register_relation(models.Bill, "reminders", Relation("reminders"))
