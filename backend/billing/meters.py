@@ -424,11 +424,13 @@ async def bill_metered(session: AsyncSession, *, estate_id: int, through: dt.dat
         )
     created = 0
     if values:
+        # executemany with RETURNING: SQLAlchemy sends it in batches of multi-row VALUES
+        # ("insertmanyvalues"), within PostgreSQL's bind-parameter limit for any estate size.
         inserted = await session.execute(
             insert(Bill)
-            .values(values)
             .on_conflict_do_nothing(index_elements=["unit_id", "fee_item_id", "period_start"])
-            .returning(Bill.id)
+            .returning(Bill.id),
+            values,
         )
         created = len(inserted.all())
     return created, len(values) - created, sorted(without_rate)
