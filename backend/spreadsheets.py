@@ -13,7 +13,7 @@ import csv
 import datetime as dt
 import io
 import tempfile
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Sequence
 from decimal import Decimal
 from typing import IO
 
@@ -128,7 +128,7 @@ async def xlsx_file(title: str, header: Row, chunks: AsyncIterable[Sequence[Row]
     return await asyncio.to_thread(sheet.save), sheet.rows
 
 
-async def file_chunks(file: IO[bytes]) -> AsyncIterator[bytes]:
+async def file_chunks(file: IO[bytes]) -> AsyncGenerator[bytes, None]:
     """A file's bytes in chunks; the file is closed at the end (or when the reader stops)."""
     try:
         while chunk := await asyncio.to_thread(file.read, FILE_CHUNK_BYTES):

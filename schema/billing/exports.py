@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -107,7 +107,7 @@ class ClosingStreamingResponse(StreamingResponse):
     """Closes its body however the response ends — a client that goes away mid-download
     included — so the export's cursor and connection are released at once."""
 
-    def __init__(self, body: AsyncIterator[bytes], **kwargs: Any) -> None:
+    def __init__(self, body: AsyncGenerator[bytes, None], **kwargs: Any) -> None:
         super().__init__(body, **kwargs)
         self._body = body
 
@@ -116,7 +116,7 @@ class ClosingStreamingResponse(StreamingResponse):
             await super().__call__(scope, receive, send)
         finally:
             with anyio.CancelScope(shield=True):
-                await self._body.aclose()  # type: ignore[attr-defined]  # an async generator
+                await self._body.aclose()
 
 
 class BillingExports:
@@ -174,8 +174,11 @@ class BillingExports:
             if wanted.file_format == "csv":
                 rows = await exports.count_rows(session, export)
                 await self._audit(request, permissions, export, estate, detail | {"format": "csv", "rows": rows})
-                streaming = True
-                return ClosingStreamingResponse(_csv_body(session, export), media_type=CSV_MEDIA_TYPE, headers=headers)
+                response = ClosingStreamingResponse(
+                    _csv_body(session, export), media_type=CSV_MEDIA_TYPE, headers=headers
+                )
+                streaming = True  # the body closes the session once it is sent
+                return response
             file, rows = await xlsx_file(SHEET_TITLES[export.name], export.header, exports.row_chunks(session, export))
         finally:
             if not streaming:
@@ -252,7 +255,7 @@ async def _estate(session: AsyncSession, permissions: Permissions, estate_id: in
     return estate
 
 
-async def _csv_body(session: AsyncSession, export: exports.Export) -> AsyncIterator[bytes]:
+async def _csv_body(session: AsyncSession, export: exports.Export) -> AsyncGenerator[bytes, None]:
     try:
         async for piece in csv_stream(export.header, exports.row_chunks(session, export)):
             yield piece

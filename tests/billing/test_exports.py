@@ -16,6 +16,7 @@ import pytest
 from billing_support import Ledger
 from openpyxl import load_workbook
 from sqlalchemy import func, select, text, update
+from starlette.requests import ClientDisconnect
 
 from backend.accounts.models import User
 from backend.app import create_app
@@ -440,6 +441,20 @@ async def test_bad_parameters_are_bad_input(
 # --- streaming and statement counts -----------------------------------------------------------
 
 
+def _asgi_get(path: str, query: str, token: str) -> dict[str, Any]:
+    """An HTTP/1.1 GET as a server would hand it to the app (ASGI 2.4: no disconnect watcher)."""
+    return {
+        "type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"}, "http_version": "1.1", "method": "GET",
+        "scheme": "http", "path": path, "raw_path": path.encode(), "root_path": "", "query_string": query.encode(),
+        "headers": [(b"host", b"wuye.test"), (b"authorization", f"Bearer {token}".encode())],
+        "client": ("127.0.0.1", 50000), "server": ("wuye.test", 80),
+    }  # fmt: skip
+
+
+async def _receive() -> dict[str, Any]:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
 async def test_the_csv_is_streamed_in_chunks_of_rows(
     runtime: Any, settings: Any, as_user: Any, ledger: Ledger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -447,28 +462,43 @@ async def test_the_csv_is_streamed_in_chunks_of_rows(
     await _bill_units(runtime, ledger, 8)
     monkeypatch.setattr(exports, "CHUNK_ROWS", 4)
     token = (await as_user("finance.north")).token
-    app = create_app(settings, runtime=runtime)
-    scope = {
-        "type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"}, "http_version": "1.1", "method": "GET",
-        "scheme": "http", "path": "/exports/bills.csv", "raw_path": b"/exports/bills.csv", "root_path": "",
-        "query_string": f"estateId={ledger.estate.gid}&feeItemCode=PF".encode(),
-        "headers": [(b"host", b"wuye.test"), (b"authorization", f"Bearer {token}".encode())],
-        "client": ("127.0.0.1", 50000), "server": ("wuye.test", 80),
-    }  # fmt: skip
+    scope = _asgi_get("/exports/bills.csv", f"estateId={ledger.estate.gid}&feeItemCode=PF", token)
     sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
 
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
     # when
-    await app(scope, receive, send)
+    await create_app(settings, runtime=runtime)(scope, _receive, send)
     # then: the header line, then rows 4 + 4 + 2, then the end
     bodies = [m["body"] for m in sent if m["type"] == "http.response.body"]
     assert [body.count(b"\r\n") for body in bodies] == [1, 4, 4, 2, 0]
     assert bodies[0].startswith("\ufeff".encode())
+
+
+async def test_a_client_gone_mid_download_releases_the_connection(
+    runtime: Any, settings: Any, as_user: Any, ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: a download of 10 rows, 2 at a time, whose client goes away after the first rows
+    await _bill_units(runtime, ledger, 8)
+    monkeypatch.setattr(exports, "CHUNK_ROWS", 2)
+    token = (await as_user("finance.north")).token
+    scope = _asgi_get("/exports/bills.csv", f"estateId={ledger.estate.gid}&feeItemCode=PF", token)
+    bodies: list[bytes] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            if len(bodies) == 2:
+                raise OSError("connection reset by peer")
+            bodies.append(message["body"])
+
+    checked_out = runtime.engine.pool.checkedout()
+    # when
+    with pytest.raises(ClientDisconnect):
+        await create_app(settings, runtime=runtime)(scope, _receive, send)
+    # then: the snapshot's connection went back to the pool at once
+    assert [body.count(b"\r\n") for body in bodies] == [1, 2]
+    assert runtime.engine.pool.checkedout() == checked_out
 
 
 @pytest.mark.parametrize(
