@@ -23,5 +23,9 @@ lint: install
 schema: install
 	$(UV) run wuye export-schema
 
+# `make bench` runs bench/units_query.py; `make bench BENCH=bill_generation` the bill-generation
+# benchmark. ARGS go to the one chosen (each has --help).
+BENCH ?= units_query
+
 bench: install
-	$(UV) run python -m bench.units_query $(ARGS)
+	$(UV) run python -m bench.$(BENCH) $(ARGS)

@@ -220,11 +220,14 @@ def create_app(
 ) -> Starlette:
     """The ASGI app. Given a ``runtime`` (tests, benchmarks) it uses that one and leaves its
     lifecycle to the caller; otherwise the lifespan builds and closes its own."""
+    from schema.billing.exports import EXPORT_PATHS, BillingExports
     from schema.core.http import GraphQLHTTP, GraphQLWebSocket
 
     state: dict[str, Any] = {}
     if runtime is not None:
-        state.update(runtime=runtime, http=GraphQLHTTP(runtime), ws=GraphQLWebSocket(runtime))
+        state.update(
+            runtime=runtime, http=GraphQLHTTP(runtime), ws=GraphQLWebSocket(runtime), exports=BillingExports(runtime)
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -240,6 +243,7 @@ def create_app(
         http = GraphQLHTTP(runtime)
         ws = GraphQLWebSocket(runtime)
         state["http"], state["ws"] = http, ws
+        state["exports"] = BillingExports(runtime)
         app.state.runtime = runtime
         # Everything built so far (schema, ORM mappers, policy) lives as long as the process:
         # keep it out of every future garbage collection (they cost ~100 ms each otherwise).
@@ -256,6 +260,9 @@ def create_app(
 
     async def graphql_ws(scope: Scope, receive: Receive, send: Send) -> None:
         await state["ws"](scope, receive, send)
+
+    async def export(request: Request) -> Response:
+        return await state["exports"](request)  # type: ignore[no-any-return]
 
     async def healthz(_request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -303,6 +310,7 @@ def create_app(
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics),
+            *(Route(path, export, methods=["GET"]) for path in EXPORT_PATHS),
         ],
         middleware=[Middleware(RequestIdMiddleware)],
         lifespan=lifespan,

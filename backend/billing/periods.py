@@ -34,6 +34,11 @@ def _add_months(day: dt.date, months: int) -> dt.date:
     return dt.date(day.year + index // 12, index % 12 + 1, 1)
 
 
+def next_month(month: dt.date) -> dt.date:
+    """The first day of the month after ``month``'s."""
+    return _add_months(month, 1)
+
+
 def billed_period(month: dt.date, cycle: BillingCycle) -> Period | None:
     """The period a fee item of ``cycle`` bills in ``month``, or None if it bills nothing then.
 

@@ -39,6 +39,7 @@ log = structlog.get_logger(__name__)
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON = "application/json"
+INVALID_TOKEN_MESSAGE = "The access token is invalid or expired."
 
 
 class RequestError(Exception):
@@ -54,7 +55,14 @@ def principal_from_token(runtime: Runtime, token: str) -> Principal:
     return Principal(user_id=claims.user_id, username=claims.username, kind=claims.kind, person_id=claims.person_id)
 
 
-def _bearer(header: str | None) -> str | None:
+def principal_from_header(runtime: Runtime, header: str | None) -> Principal | None:
+    """The caller of an HTTP request (``None``: anonymous); raises InvalidToken for a bad one."""
+    token = bearer_token(header)
+    return principal_from_token(runtime, token) if token else None
+
+
+def bearer_token(header: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer …`` header; ``None`` without a header."""
     if not header:
         return None
     scheme, _, token = header.partition(" ")
@@ -70,8 +78,10 @@ def _media_type(request: Request) -> str:
     return JSON
 
 
-def _error_body(message: str, code: ErrorCode) -> dict[str, Any]:
-    return {"errors": [{"message": message, "extensions": {"code": code.value}}]}
+def error_body(message: str, code: ErrorCode | str) -> dict[str, Any]:
+    """A request-level error, shaped like a GraphQL one (also used by the file exports)."""
+    value = code.value if isinstance(code, ErrorCode) else code
+    return {"errors": [{"message": message, "extensions": {"code": value}}]}
 
 
 class GraphQLHTTP:
@@ -86,9 +96,9 @@ class GraphQLHTTP:
             params = await self._params(request)
             principal = self._principal(request)
         except RequestError as exc:
-            return self._respond(_error_body(exc.message, exc.code), exc.status, media_type)
+            return self._respond(error_body(exc.message, exc.code), exc.status, media_type)
         except InvalidToken:
-            body = _error_body("The access token is invalid or expired.", ErrorCode.UNAUTHENTICATED)
+            body = error_body(INVALID_TOKEN_MESSAGE, ErrorCode.UNAUTHENTICATED)
             if media_type == GRAPHQL_RESPONSE:
                 # RFC 6750: a 401 names the scheme and why the token was refused.
                 return self._respond(
@@ -97,21 +107,21 @@ class GraphQLHTTP:
             return self._respond(body, 200, media_type)
         if params is None:
             return HTMLResponse(get_graphql_ide_html("graphiql"))
-        retry_after = await self.runtime.request_limiter.retry_after(principal, _client_ip(request))
+        retry_after = await self.runtime.request_limiter.retry_after(principal, client_ip(request))
         if retry_after is not None:
-            body = _error_body("Too many requests.", ErrorCode.RATE_LIMITED)
+            body = error_body("Too many requests.", ErrorCode.RATE_LIMITED)
             body["errors"][0]["extensions"]["retryAfter"] = retry_after
             return self._respond(body, 429, media_type, headers={"Retry-After": str(retry_after)})
 
         context = Context(
             runtime=self.runtime,
             permissions=Permissions(principal, self.runtime.authorizer),
-            client_ip=_client_ip(request),
-            request_id=_request_id(request),
+            client_ip=client_ip(request),
+            request_id=request_id_of(request),
         )
         allowed = (OperationType.QUERY,) if request.method == "GET" else (OperationType.QUERY, OperationType.MUTATION)
         if params.get("operationName") is None and _operation_count(params["query"]) > 1:
-            body = _error_body(
+            body = error_body(
                 "The document has several operations: say which in `operationName`.", ErrorCode.BAD_USER_INPUT
             )
             return self._respond(body, 400 if media_type == GRAPHQL_RESPONSE else 200, media_type)
@@ -125,19 +135,18 @@ class GraphQLHTTP:
             )
         except InvalidOperationTypeError as exc:
             if request.method == "GET" and exc.operation_type is OperationType.MUTATION:
-                body = _error_body("Mutations must be sent with POST.", ErrorCode.BAD_USER_INPUT)
+                body = error_body("Mutations must be sent with POST.", ErrorCode.BAD_USER_INPUT)
                 return self._respond(body, 405, media_type, headers={"Allow": "POST"})
-            body = _error_body("Subscriptions are served over the websocket.", ErrorCode.BAD_USER_INPUT)
+            body = error_body("Subscriptions are served over the websocket.", ErrorCode.BAD_USER_INPUT)
             return self._respond(body, 400, media_type)
         except (CannotGetOperationTypeError, MissingQueryError) as exc:
-            return self._respond(_error_body(str(exc), ErrorCode.BAD_USER_INPUT), 400, media_type)
+            return self._respond(error_body(str(exc), ErrorCode.BAD_USER_INPUT), 400, media_type)
         finally:
             await context.close()  # also when execution never started (OperationScope did not run)
         return self._result(result, media_type, request.method)
 
     def _principal(self, request: Request) -> Principal | None:
-        token = _bearer(request.headers.get("authorization"))
-        return principal_from_token(self.runtime, token) if token else None
+        return principal_from_header(self.runtime, request.headers.get("authorization"))
 
     async def _params(self, request: Request) -> dict[str, Any] | None:
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -255,13 +264,13 @@ def _assign(target: Any, path: list[str], value: Any) -> None:
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9_\-]{8,64}$")
 
 
-def _request_id(request: Request) -> str:
+def request_id_of(request: Request) -> str:
     """A caller's X-Request-Id is kept for correlation when it looks like one; else ours."""
     supplied = request.headers.get("x-request-id", "")
     return supplied if _REQUEST_ID.fullmatch(supplied) else str(request.state.request_id)
 
 
-def _client_ip(request: Request) -> str:
+def client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
@@ -290,7 +299,7 @@ class GraphQLWebSocket(GraphQL[Context, None]):
         params = context.connection_params or {}
         header = params.get("Authorization") or params.get("authorization")
         try:
-            token = _bearer(header if isinstance(header, str) else None)
+            token = bearer_token(header if isinstance(header, str) else None)
             if token is None:
                 raise InvalidToken("no token")
             context.permissions = Permissions(principal_from_token(self.runtime, token), self.runtime.authorizer)
