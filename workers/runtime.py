@@ -1,4 +1,4 @@
-"""What a worker process holds: database, Redis, the events bus."""
+"""What a worker process holds: database, Redis, the events bus, the payment providers."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from backend.billing.providers import ProviderRegistry, build_providers
 from backend.db import make_engine, make_sessionmaker
 from backend.events import EventBus, RedisEventBus
 from backend.settings import Settings
@@ -19,6 +20,7 @@ class WorkerRuntime:
     sessionmaker: async_sessionmaker[AsyncSession]
     redis: Redis
     bus: EventBus
+    payment_providers: ProviderRegistry
 
     @classmethod
     def build(cls, settings: Settings) -> WorkerRuntime:
@@ -26,7 +28,9 @@ class WorkerRuntime:
             raise RuntimeError("WUYE_DATABASE_URL and WUYE_REDIS_URL are required.")
         engine = make_engine(settings.database_url, pool_size=5)
         redis = Redis.from_url(settings.redis_url)
-        return cls(settings, engine, make_sessionmaker(engine), redis, RedisEventBus(redis))
+        return cls(
+            settings, engine, make_sessionmaker(engine), redis, RedisEventBus(redis), build_providers(settings, redis)
+        )
 
     async def close(self) -> None:
         await self.redis.aclose()

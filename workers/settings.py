@@ -42,6 +42,7 @@ class WorkerSettings:
     # Times are in the company's time zone. `unique`: one run per slot across all workers.
     cron_jobs: ClassVar[list[Any]] = [
         cron(tasks.generate_monthly_bills, day={1}, hour={0}, minute={10}, unique=True, timeout=3600),
+        cron(tasks.reconcile_online_payments, minute=set(range(2, 60, 5)), unique=True, timeout=240),
     ]
     timezone = ZoneInfo(get_settings().timezone)
     on_startup = startup

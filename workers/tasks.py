@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import structlog
 from sqlalchemy import select
 
 from backend.accounts.models import User, UserKind
+from backend.billing.online import reconcile_pending
 from backend.billing.service import generate_bills
-from backend.db import local_today
+from backend.db import local_today, utcnow
 from backend.notifications import service as notifications
 from backend.notifications.models import Announcement, AnnouncementEstate, Notification
 from backend.people.models import Occupancy
@@ -40,6 +42,21 @@ async def generate_monthly_bills(ctx: dict[str, Any]) -> dict[str, int]:
             log.warning("billing.items_without_rate", estate=estate.code, items=report.items_without_rate)
     log.info("billing.monthly_bills", month=f"{month:%Y-%m}", created=created, skipped=skipped)
     return {"estates": len(estates), "created": created, "skipped": skipped}
+
+
+async def reconcile_online_payments(ctx: dict[str, Any]) -> dict[str, int]:
+    """Every few minutes: ask the provider about PENDING payments whose callback has not come.
+
+    Safe to run twice or on two workers at once: each payment is decided once, under its row lock.
+    """
+    runtime: WorkerRuntime = ctx["runtime"]
+    report = await reconcile_pending(
+        sessionmaker=runtime.sessionmaker,
+        providers=runtime.payment_providers,
+        older_than=dt.timedelta(seconds=runtime.settings.payment_reconcile_after_seconds),
+        request_id=f"cron:reconcile:{utcnow():%Y-%m-%dT%H:%M}",
+    )
+    return report.as_dict()
 
 
 async def deliver_notification(ctx: dict[str, Any], *, notification_id: int) -> str:

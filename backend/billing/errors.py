@@ -24,6 +24,8 @@ class BillingErrorCode(enum.Enum):
     RATE_EXISTS = "RATE_EXISTS"
     NO_UNITS = "NO_UNITS"
     ALREADY_REFUNDED = "ALREADY_REFUNDED"
+    INVALID_METHOD = "INVALID_METHOD"
+    PROVIDER_UNAVAILABLE = "PROVIDER_UNAVAILABLE"
 
 
 class BillingError(Exception):
