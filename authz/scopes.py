@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, String, and_, cast, exists, false, func, literal, or_, select
+from sqlalchemy import ColumnElement, Select, String, and_, any_, cast, exists, false, func, literal, or_, select
 
 from authz.models import CasbinRule
 from authz.principal import Permissions, Principal
@@ -72,6 +72,14 @@ def own_unit_ids(principal: Principal) -> Select[int]:
 
 def own_estate_ids(principal: Principal) -> Select[int]:
     return select(Unit.estate_id).where(Unit.id.in_(own_unit_ids(principal)))
+
+
+def own_bill_paid_by(person_id: int | None) -> ColumnElement[bool]:
+    """The payment is for a bill of a unit the person occupies now."""
+    return exists().where(
+        Bill.id == any_(Payment.bill_ids),
+        Bill.unit_id.in_(select(Occupancy.unit_id).where(_active_occupancy(person_id))),
+    )
 
 
 RULES: dict[type[Any], RowRule] = {
@@ -148,15 +156,12 @@ RULES: dict[type[Any], RowRule] = {
         staff=lambda d: Bill.estate_id.in_(estates_under(d)),
         own=lambda p: Bill.unit_id.in_(own_unit_ids(p)),
     ),
-    # Payments are seen by whoever sees the estate's bills; residents their own bills' payments.
+    # Payments are seen by whoever sees the estate's bills; residents see the payments they
+    # made and those for bills of their units (pending ones included: they have no lines yet).
     Payment: RowRule(
         "Bill",
         staff=lambda d: Payment.estate_id.in_(estates_under(d)),
-        own=lambda p: Payment.id.in_(
-            select(BillLine.payment_id).where(
-                BillLine.bill_id.in_(select(Bill.id).where(Bill.unit_id.in_(own_unit_ids(p))))
-            )
-        ),
+        own=lambda p: or_(Payment.created_by_id == p.user_id, own_bill_paid_by(p.person_id)),
     ),
     Refund: RowRule(
         "Bill",

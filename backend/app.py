@@ -26,6 +26,8 @@ from authz.enforcer import Authorizer
 from authz.principal import Principal
 from backend.accounts.roles import POLICY_CHANNEL
 from backend.accounts.throttle import LoginThrottle
+from backend.billing.providers import ProviderRegistry, build_providers
+from backend.billing.routes import payment_routes
 from backend.db import make_engine, make_sessionmaker
 from backend.events import EventBus, InProcessEventBus, RedisEventBus
 from backend.settings import Settings
@@ -99,6 +101,7 @@ class Runtime:
     login_throttle: LoginThrottle
     request_limiter: RequestLimiter
     schema: strawberry.Schema
+    payment_providers: ProviderRegistry
     metrics: Metrics = field(default_factory=Metrics)
     mqtt: MqttSubscriber | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -160,6 +163,7 @@ async def build_runtime(settings: Settings, *, in_process_bus: bool = False) -> 
         ),
         request_limiter=RequestLimiter(redis, per_minute=settings.requests_per_minute),
         schema=build_schema(settings),
+        payment_providers=build_providers(settings, redis),
     )
     runtime.spawn(runtime._follow_policy_changes())
     return runtime
@@ -311,6 +315,10 @@ def create_app(
             Route("/readyz", readyz),
             Route("/metrics", metrics),
             *(Route(path, export, methods=["GET"]) for path in EXPORT_PATHS),
+            *payment_routes(
+                lambda: state["runtime"],
+                sandbox_pages=settings.online_provider == "sandbox" and not settings.production,
+            ),
         ],
         middleware=[Middleware(RequestIdMiddleware)],
         lifespan=lifespan,

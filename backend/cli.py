@@ -114,6 +114,7 @@ async def serve(settings: Settings, *, host: str, port: int, iot: bool) -> None:
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
     _require(settings.database_url, "WUYE_DATABASE_URL")
     _require(settings.redis_url, "WUYE_REDIS_URL")
+    settings = settings.model_copy(update={"host": args.host, "port": args.port})  # pay and callback URLs
     asyncio.run(serve(settings, host=args.host, port=args.port, iot=not args.no_iot and bool(settings.mqtt_url)))
 
 
@@ -157,6 +158,41 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> None:
             simulate(url, interval=args.interval, count=args.count, forever=args.count is None, seed=args.seed)
         )
         print(json.dumps(counts))
+
+
+async def sandbox_pay(settings: Settings, order_id: str, *, callback: bool) -> str:
+    """Play the sandbox provider: the payer pays ``order_id``; then, like the provider, send
+    the signed callback to the order's notify URL (or not: reconciliation will find it)."""
+    from redis.asyncio import Redis
+
+    from backend.billing.sandbox import SandboxError, SandboxGateway
+
+    redis = Redis.from_url(_require(settings.redis_url, "WUYE_REDIS_URL"))
+    gateway = SandboxGateway(
+        redis,
+        merchant_id=settings.sandbox_merchant_id,
+        secret=settings.sandbox_signing_secret,
+        base_url=settings.base_url,
+    )
+    try:
+        order = await gateway.pay(order_id)
+        lines = [f"order {order.order_id}: PAID ¥{order.amount}, transaction {order.transaction_id}"]
+        if callback:
+            status = await gateway.send_callback(order)
+            lines.append(f"callback to {order.notify_url}: HTTP {status}")
+        else:
+            lines.append("no callback sent: the reconciliation job will settle it")
+        return "\n".join(lines)
+    except SandboxError as exc:
+        sys.exit(f"wuye sandbox-pay: {exc}")
+    finally:
+        await redis.aclose()
+
+
+def cmd_sandbox_pay(settings: Settings, args: argparse.Namespace) -> None:
+    if settings.online_provider != "sandbox":
+        sys.exit("wuye sandbox-pay: the sandbox is not the payment provider (WUYE_PAYMENT_PROVIDER)")
+    print(asyncio.run(sandbox_pay(settings, args.order_id, callback=not args.no_callback)))
 
 
 def _secret(data_dir: Path) -> str:
@@ -268,7 +304,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> None:
             }
             settings = settings.model_copy(update=updates)
         settings = settings.model_copy(
-            update={"secret_key": settings.secret_key or _secret(data_dir), "data_dir": data_dir}
+            update={"secret_key": settings.secret_key or _secret(data_dir), "data_dir": data_dir, "port": args.port}
         )
         # The worker's settings are read from the environment.
         os.environ.update(
@@ -318,6 +354,11 @@ def main(argv: list[str] | None = None) -> None:
     simulate_parser.add_argument("--count", type=int, default=None)
     simulate_parser.add_argument("--seed", type=int, default=None)
     simulate_parser.set_defaults(func=cmd_simulate)
+
+    sandbox = sub.add_parser("sandbox-pay", help="play the sandbox payment provider: pay an order, send its callback")
+    sandbox.add_argument("order_id", metavar="ORDER_ID", help="the payment's providerOrderId")
+    sandbox.add_argument("--no-callback", action="store_true", help="leave the payment for reconciliation")
+    sandbox.set_defaults(func=cmd_sandbox_pay)
 
     export = sub.add_parser("export-schema", help="write frontend-contract/schema.graphql")
     export.add_argument("--output", default="frontend-contract/schema.graphql")

@@ -21,6 +21,10 @@ class Environment(enum.StrEnum):
 # development token never validates against another installation.
 _DEV_SECRET = secrets.token_urlsafe(48)
 
+# The sandbox payment provider's shared secret outside production. Fixed (not per process)
+# because the API, the worker and `wuye sandbox-pay` must all agree on it; production refuses it.
+DEV_SANDBOX_SECRET = "wuye-sandbox-development-secret"
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="WUYE_", extra="ignore")
@@ -75,11 +79,30 @@ class Settings(BaseSettings):
     sms_channel: Literal["local"] = "local"
     # Dunning (催缴): the first reminder goes this many days before a bill's due date.
     dunning_days_before_due: int = Field(default=3, ge=1, le=30)
+    # Where clients and payment providers reach this API (pay URLs, callback URLs).
+    # Empty: http://{host}:{port}.
+    public_url: str | None = None
+    # The provider of ONLINE payments: "sandbox" (the only one so far) or "none". Empty:
+    # the sandbox outside production, none in production.
+    payment_provider: str | None = None
+    payment_order_ttl_seconds: int = Field(default=1800, ge=60, le=86400)
+    # Reconciliation asks the provider about PENDING payments at least this old.
+    payment_reconcile_after_seconds: int = Field(default=300, ge=0)
+    sandbox_merchant_id: str = "WUYE-SANDBOX"
+    sandbox_secret: str | None = Field(default=None, repr=False)
 
     @model_validator(mode="after")
     def _production_needs_secret(self) -> Settings:
         if self.env is Environment.PRODUCTION and not self.secret_key:
             raise ValueError("WUYE_SECRET_KEY is required when WUYE_ENV=production")
+        if self.payment_provider not in (None, "", "none", "sandbox"):
+            raise ValueError(f"WUYE_PAYMENT_PROVIDER: unknown provider {self.payment_provider!r}")
+        if (
+            self.production
+            and self.online_provider == "sandbox"
+            and self.sandbox_secret in (None, "", DEV_SANDBOX_SECRET)
+        ):
+            raise ValueError("WUYE_SANDBOX_SECRET is required (not the development one) for the sandbox in production")
         return self
 
     @property
@@ -89,6 +112,23 @@ class Settings(BaseSettings):
     @property
     def signing_key(self) -> str:
         return self.secret_key or _DEV_SECRET
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def online_provider(self) -> str | None:
+        """The provider new ONLINE payments go through, or None when online payment is off."""
+        if self.payment_provider in ("none", ""):
+            return None
+        if self.payment_provider is None:
+            return None if self.production else "sandbox"
+        return self.payment_provider
+
+    @property
+    def sandbox_signing_secret(self) -> str:
+        return self.sandbox_secret or DEV_SANDBOX_SECRET
 
 
 @lru_cache(maxsize=1)

@@ -1,4 +1,5 @@
-"""What a worker process holds: database, Redis, the events bus, the SMS channel."""
+"""What a worker process holds: database, Redis, the events bus, the SMS channel and the
+payment providers."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from backend.billing.providers import ProviderRegistry, build_providers
 from backend.db import make_engine, make_sessionmaker
 from backend.events import EventBus, RedisEventBus
 from backend.notifications.sms import SmsChannel, build_sms_channel
@@ -21,6 +23,7 @@ class WorkerRuntime:
     redis: Redis
     bus: EventBus
     sms: SmsChannel
+    payment_providers: ProviderRegistry
 
     @classmethod
     def build(cls, settings: Settings) -> WorkerRuntime:
@@ -29,7 +32,13 @@ class WorkerRuntime:
         engine = make_engine(settings.database_url, pool_size=5)
         redis = Redis.from_url(settings.redis_url)
         return cls(
-            settings, engine, make_sessionmaker(engine), redis, RedisEventBus(redis), build_sms_channel(settings)
+            settings,
+            engine,
+            make_sessionmaker(engine),
+            redis,
+            RedisEventBus(redis),
+            build_sms_channel(settings),
+            build_providers(settings, redis),
         )
 
     async def close(self) -> None:

@@ -11,8 +11,9 @@ from sqlalchemy import select
 
 from backend.accounts.models import User, UserKind
 from backend.billing import dunning, late_fees
+from backend.billing.online import reconcile_pending
 from backend.billing.service import generate_bills
-from backend.db import local_today
+from backend.db import local_today, utcnow
 from backend.notifications import service as notifications
 from backend.notifications import sms
 from backend.notifications.models import Announcement, AnnouncementEstate, Notification
@@ -128,6 +129,21 @@ async def send_sms(ctx: dict[str, Any], *, sms_id: int) -> str:
     if outcome.status == "ERROR":
         raise Retry(defer=sms_retry_delay(job_try))
     return outcome.status
+
+
+async def reconcile_online_payments(ctx: dict[str, Any]) -> dict[str, int]:
+    """Every few minutes: ask the provider about PENDING payments whose callback has not come.
+
+    Safe to run twice or on two workers at once: each payment is decided once, under its row lock.
+    """
+    runtime: WorkerRuntime = ctx["runtime"]
+    report = await reconcile_pending(
+        sessionmaker=runtime.sessionmaker,
+        providers=runtime.payment_providers,
+        older_than=dt.timedelta(seconds=runtime.settings.payment_reconcile_after_seconds),
+        request_id=f"cron:reconcile:{utcnow():%Y-%m-%dT%H:%M}",
+    )
+    return report.as_dict()
 
 
 async def deliver_notification(ctx: dict[str, Any], *, notification_id: int) -> str:

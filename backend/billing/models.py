@@ -299,6 +299,16 @@ class Payment(Base):
     )
     refund: Mapped[Refund | None] = relationship(lazy="raise", viewonly=True)
 
+    if TYPE_CHECKING:  # a column property added below, once BillLine exists to sum over
+        allocated_amount: Mapped[Decimal]
+
+    @property
+    def unallocated(self) -> Decimal | None:
+        """Money received that no bill took (null until settled)."""
+        if self.status is not PaymentStatus.SETTLED:
+            return None
+        return self.amount - self.allocated_amount
+
     __table_args__ = (
         UniqueConstraint("created_by_id", "idempotency_key"),
         CheckConstraint("amount > 0", name="amount_positive"),
@@ -306,6 +316,16 @@ class Payment(Base):
         CheckConstraint("(status = 'SETTLED') = (receipt_number IS NOT NULL)", name="settled_has_receipt"),
         Index("ix_payments_pending", "expires_at", postgresql_where=text("status = 'PENDING'")),
     )
+
+
+# What a payment paid on bills (its PAYMENT lines). An ONLINE payment that settled when its
+# bills owed less than its amount keeps the rest unallocated, for finance to refund.
+Payment.allocated_amount = column_property(
+    select(cast(func.coalesce(func.sum(BillLine.amount), 0), Numeric(12, 2)))
+    .where(BillLine.payment_id == Payment.id, BillLine.kind == BillLineKind.PAYMENT)
+    .correlate_except(BillLine)
+    .scalar_subquery()
+)
 
 
 class Refund(Base):

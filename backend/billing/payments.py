@@ -1,5 +1,6 @@
 """Counter payments (cash, card, bank transfer): idempotent, allocated oldest-due-first,
-never taking a bill below zero, each with a gap-free receipt number.
+never taking a bill below zero, each with a gap-free receipt number. The steps they share
+with ONLINE payments (backend/billing/online.py) are here too.
 
 Choice: an amount above what the bills owe is refused (AMOUNT_EXCEEDS_OUTSTANDING) rather
 than kept as prepayment credit — credit needs its own ledger and is not modelled yet.
@@ -77,6 +78,92 @@ async def _existing(session: AsyncSession, user_id: int, key: str) -> Payment | 
     return await session.scalar(select(Payment).where(Payment.created_by_id == user_id, Payment.idempotency_key == key))
 
 
+async def replay_or_lock(
+    session: AsyncSession,
+    *,
+    bill_ids: list[int],
+    amount: Decimal,
+    method: PaymentMethod,
+    idempotency_key: str,
+    actor_id: int,
+) -> tuple[Decimal, str, PaymentResult | None]:
+    """The checks every payment request starts with: the key, the amount, the bills named.
+    Requests with one key then run one after the other; when the key was used before, its
+    payment is the answer (the same request) or IDEMPOTENCY_KEY_REUSED (another one).
+    Returns the amount in cents, the request's hash, and the earlier answer if any."""
+    if not 1 <= len(idempotency_key) <= MAX_KEY_LENGTH:
+        raise BillingError(BillingErrorCode.INVALID_IDEMPOTENCY_KEY, "1 to 255 characters.", "idempotencyKey")
+    amount = check_amount(amount)
+    if not bill_ids:
+        raise BillingError(BillingErrorCode.NO_BILLS, "Name the bills to pay.", "billIds")
+    digest = request_hash(bill_ids, amount, method)
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": f"pay:{actor_id}:{idempotency_key}"}
+    )
+    previous = await _existing(session, actor_id, idempotency_key)
+    if previous is None:
+        return amount, digest, None
+    if previous.request_hash != digest:
+        raise BillingError(
+            BillingErrorCode.IDEMPOTENCY_KEY_REUSED, "This key was used for a different payment.", "idempotencyKey"
+        )
+    paid = (await session.scalars(select(BillLine.bill_id).where(BillLine.payment_id == previous.id))).all()
+    return amount, digest, PaymentResult(previous, sorted(set(bill_ids) | set(paid)), replayed=True)
+
+
+async def locked_bills(session: AsyncSession, bill_ids: list[int]) -> list[Bill]:
+    """The bills, locked (in id order: no deadlock between payments), then read afresh in a
+    second statement: under READ COMMITTED it sees every payment committed before the lock
+    was granted (the locking statement's own snapshot may predate them)."""
+    await session.execute(select(Bill.id).where(Bill.id.in_(bill_ids)).order_by(Bill.id).with_for_update())
+    return list(
+        (
+            await session.scalars(
+                select(Bill).where(Bill.id.in_(bill_ids)).order_by(Bill.id).execution_options(populate_existing=True)
+            )
+        ).all()
+    )
+
+
+async def payable_bills(session: AsyncSession, bill_ids: list[int], amount: Decimal) -> list[Bill]:
+    """The bills of a new payment, locked and checked: all exist, one estate, each owes
+    something, and together they owe at least ``amount``. Oldest due first."""
+    bills = await locked_bills(session, bill_ids)
+    if len(bills) != len(set(bill_ids)):
+        raise BillingError(BillingErrorCode.NO_BILLS, "Some of these bills do not exist.", "billIds")
+    if len({b.estate_id for b in bills}) != 1:
+        raise BillingError(BillingErrorCode.BILLS_IN_SEVERAL_ESTATES, "Pay one estate's bills at a time.", "billIds")
+    for bill in bills:
+        if bill.status in (BillStatus.VOID, BillStatus.WAIVED) or bill.outstanding <= 0:
+            raise BillingError(BillingErrorCode.BILL_NOT_PAYABLE, f"Bill {bill.period} owes nothing.", "billIds")
+    ordered = sorted(bills, key=lambda b: (b.due_date, b.id))  # oldest due first
+    allocate(amount, [(b.id, b.outstanding) for b in ordered])  # refuses more than they owe
+    return ordered
+
+
+async def post_allocation(
+    session: AsyncSession, payment: Payment, parts: list[tuple[int, Decimal]], bills: list[Bill]
+) -> None:
+    """The payment's lines on its bills, and the bills' new statuses."""
+    session.add_all(
+        BillLine(
+            bill_id=bill_id,
+            kind=BillLineKind.PAYMENT,
+            amount=part,
+            payment_id=payment.id,
+            created_by_id=payment.created_by_id,
+        )
+        for bill_id, part in parts
+    )
+    await session.flush()
+    by_id = {b.id: b for b in bills}
+    for bill_id, part in parts:
+        settled = by_id[bill_id].outstanding - part <= 0
+        await session.execute(
+            update(Bill).where(Bill.id == bill_id).values(status=BillStatus.PAID if settled else BillStatus.PARTIAL)
+        )
+
+
 async def pay_bills(
     *,
     session: AsyncSession,
@@ -88,44 +175,17 @@ async def pay_bills(
     request_id: str | None,
 ) -> PaymentResult:
     """Record a counter payment over ``bill_ids``. The caller has checked the caller may pay
-    these bills (row scope and policy); this function keeps the money right."""
-    if not 1 <= len(idempotency_key) <= MAX_KEY_LENGTH:
-        raise BillingError(BillingErrorCode.INVALID_IDEMPOTENCY_KEY, "1 to 255 characters.", "idempotencyKey")
-    amount = check_amount(amount)
-    if not bill_ids:
-        raise BillingError(BillingErrorCode.NO_BILLS, "Name the bills to pay.", "billIds")
-    digest = request_hash(bill_ids, amount, method)
-    # Requests with one key run one after the other; the first one's answer is the answer.
-    await session.execute(
-        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": f"pay:{actor_id}:{idempotency_key}"}
+    these bills (row scope and policy); this function keeps the money right. ONLINE payments
+    go through a provider: see :mod:`backend.billing.online`."""
+    if method is PaymentMethod.ONLINE:
+        raise BillingError(BillingErrorCode.INVALID_METHOD, "Online payments go through a provider.", "method")
+    amount, digest, replay = await replay_or_lock(
+        session, bill_ids=bill_ids, amount=amount, method=method, idempotency_key=idempotency_key, actor_id=actor_id
     )
-    previous = await _existing(session, actor_id, idempotency_key)
-    if previous is not None:
-        if previous.request_hash != digest:
-            raise BillingError(
-                BillingErrorCode.IDEMPOTENCY_KEY_REUSED, "This key was used for a different payment.", "idempotencyKey"
-            )
-        paid = (await session.scalars(select(BillLine.bill_id).where(BillLine.payment_id == previous.id))).all()
-        return PaymentResult(previous, sorted(set(bill_ids) | set(paid)), replayed=True)
-
-    # Lock the bills (in id order: no deadlock between payments), then read what they owe
-    # in a second statement: under READ COMMITTED it sees every payment committed before
-    # the lock was granted (the locking statement's own snapshot may predate them).
-    await session.execute(select(Bill.id).where(Bill.id.in_(bill_ids)).order_by(Bill.id).with_for_update())
-    bills = (
-        await session.scalars(
-            select(Bill).where(Bill.id.in_(bill_ids)).order_by(Bill.id).execution_options(populate_existing=True)
-        )
-    ).all()
-    if len(bills) != len(set(bill_ids)):
-        raise BillingError(BillingErrorCode.NO_BILLS, "Some of these bills do not exist.", "billIds")
-    if len({b.estate_id for b in bills}) != 1:
-        raise BillingError(BillingErrorCode.BILLS_IN_SEVERAL_ESTATES, "Pay one estate's bills at a time.", "billIds")
-    for bill in bills:
-        if bill.status in (BillStatus.VOID, BillStatus.WAIVED) or bill.outstanding <= 0:
-            raise BillingError(BillingErrorCode.BILL_NOT_PAYABLE, f"Bill {bill.period} owes nothing.", "billIds")
-    ordered = sorted(bills, key=lambda b: (b.due_date, b.id))  # oldest due first
-    parts = allocate(amount, [(b.id, b.outstanding) for b in ordered])
+    if replay is not None:
+        return replay
+    bills = await payable_bills(session, bill_ids, amount)
+    parts = allocate(amount, [(b.id, b.outstanding) for b in bills])
 
     estate = await session.get(Estate, bills[0].estate_id)
     assert estate is not None
@@ -134,7 +194,7 @@ async def pay_bills(
         amount=amount,
         method=method,
         status=PaymentStatus.SETTLED,
-        receipt_number=await _next_receipt(session, estate),
+        receipt_number=await next_receipt(session, estate),
         idempotency_key=idempotency_key,
         request_hash=digest,
         bill_ids=sorted(set(bill_ids)),
@@ -143,18 +203,7 @@ async def pay_bills(
     )
     session.add(payment)
     await session.flush()
-    session.add_all(
-        BillLine(bill_id=bill_id, kind=BillLineKind.PAYMENT, amount=part, payment_id=payment.id, created_by_id=actor_id)
-        for bill_id, part in parts
-    )
-    await session.flush()
-    by_id = {b.id: b for b in bills}
-    for bill_id, part in parts:
-        bill = by_id[bill_id]
-        settled = bill.outstanding - part <= 0
-        await session.execute(
-            update(Bill).where(Bill.id == bill_id).values(status=BillStatus.PAID if settled else BillStatus.PARTIAL)
-        )
+    await post_allocation(session, payment, parts, bills)
     await audit.record(
         session,
         actor_user_id=actor_id,
@@ -167,7 +216,7 @@ async def pay_bills(
     return PaymentResult(payment, sorted(set(bill_ids)), replayed=False)
 
 
-async def _next_receipt(session: AsyncSession, estate: Estate) -> str:
+async def next_receipt(session: AsyncSession, estate: Estate) -> str:
     """``R{company}-{n:08d}``: the company's next number, under a row lock (gap-free)."""
     company_path = estate.org_path.split("/")[1]
     company_id = int(company_path)

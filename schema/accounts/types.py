@@ -6,13 +6,14 @@ import datetime as dt
 import enum
 
 import strawberry
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from authz.scopes import occupancy_current, scoped
 from backend.accounts import models
 from backend.accounts.roles import role_assignments
 from backend.notifications import models as notification_models
 from backend.notifications.service import unread_count
+from schema.billing.types import PaymentType
 from schema.core.loaders import Relation, load_options, register_relation
 from schema.core.relay import Connection, Node
 from schema.core.resolving import Info, scoped_connection
@@ -105,6 +106,24 @@ class ViewerType:
         if status is NotificationStatus.UNREAD:
             statement = statement.where(notification_models.Notification.read_at.is_(None))
         return await scoped_connection(info, notification_models.Notification, statement, first=first, after=after)
+
+    @strawberry.field(
+        description="The viewer's payment history, newest first: payments they made, and payments for bills of "
+        "their units (a resident's own, pending ones included)."
+    )
+    @staticmethod
+    async def payments(
+        root: strawberry.Parent[models.User], info: Info, first: int | None = 20, after: str | None = None
+    ) -> Connection[PaymentType]:
+        from authz.scopes import own_bill_paid_by
+        from backend.billing.models import Payment
+
+        mine = Payment.created_by_id == root.id
+        if root.person_id is not None:
+            mine = or_(mine, own_bill_paid_by(root.person_id))
+        return await scoped_connection(
+            info, Payment, select(Payment).where(mine), first=first, after=after, newest_first=True
+        )
 
     @strawberry.field
     @staticmethod

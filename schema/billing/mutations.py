@@ -1,4 +1,4 @@
-"""generateBills."""
+"""Billing mutations: bills, payments (counter and online), waivers, fee items, refunds."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import strawberry
 from sqlalchemy import select
 
 from authz.scopes import scoped
-from backend.billing import adjustments, fee_items, models, payments, service
+from backend.billing import adjustments, fee_items, models, online, payments, service
 from backend.billing.errors import BillingError, BillingErrorCode
 from backend.billing.periods import parse_month
 from backend.property.models import Estate
@@ -56,7 +56,7 @@ class GenerateBillsPayload:
 class PayBillsInput:
     bill_ids: list[strawberry.ID]
     amount: Decimal = strawberry.field(description="Whole cents; at most what the bills owe.")
-    method: PaymentMethod
+    method: PaymentMethod = strawberry.field(description="Residents: ONLINE only.")
     idempotency_key: str = strawberry.field(
         description="Up to 255 characters. The same key with the same bills, amount and method returns the first "
         "result; with anything else, IDEMPOTENCY_KEY_REUSED."
@@ -326,38 +326,68 @@ class BillingMutation:
         )
 
     @strawberry.mutation(
-        description="Record a counter payment (cash, card, bank transfer) over bills of one estate, oldest due "
-        "first. Idempotent by key. Needs `Bill pay` (finance, manager, customer_service)."
+        description="Pay bills of one estate, oldest due first; idempotent by key. Counter methods (CASH, CARD, "
+        "BANK_TRANSFER) record money taken and need `Bill pay` (finance, manager, customer_service). ONLINE opens an "
+        "order at the payment provider and returns a PENDING payment with its `payUrl`; it settles when the provider "
+        "confirms. Residents may pay ONLINE only, and only their own units' bills (`Bill pay_own`); staff with "
+        "`Bill pay` may start one on an owner's behalf."
     )
     async def pay_bills(self, info: Info, input: PayBillsInput) -> PayBillsPayload:
         ctx = info.context
         principal = ctx.require_principal()
-        if not ctx.permissions.anywhere("Bill", "pay"):
+        online_payment = input.method is models.PaymentMethod.ONLINE
+        if not (
+            ctx.permissions.anywhere("Bill", "pay") or (online_payment and ctx.permissions.anywhere("Bill", "pay_own"))
+        ):
             raise Forbidden()
         ids = [try_decode_id(g, "Bill") for g in input.bill_ids]
+        wanted = [i for i in ids if i]
         found = (
             await ctx.session.scalars(
-                scoped(
-                    select(models.Bill).where(models.Bill.id.in_([i for i in ids if i])), models.Bill, ctx.permissions
-                )
+                scoped(select(models.Bill).where(models.Bill.id.in_(wanted)), models.Bill, ctx.permissions)
             )
         ).all()
         if None in ids or len(found) != len(set(ids)):
             return PayBillsPayload(errors=[user_error(BillingErrorCode.NOT_FOUND, "No such bill.", "billIds")])
-        for estate_id in {b.estate_id for b in found}:
-            if not ctx.permissions.allows_at("Bill", "pay", await estate_path(ctx.session, estate_id)):
+        if online_payment:
+            # Staff where they hold `Bill pay`; a resident their own units' bills (`Bill pay_own`).
+            payable = set(
+                await ctx.session.scalars(
+                    scoped(
+                        select(models.Bill.id).where(models.Bill.id.in_(wanted)), models.Bill, ctx.permissions, "pay"
+                    )
+                )
+            )
+            if payable != {b.id for b in found}:
                 raise Forbidden()
+        else:
+            for estate_id in {b.estate_id for b in found}:
+                if not ctx.permissions.allows_at("Bill", "pay", await estate_path(ctx.session, estate_id)):
+                    raise Forbidden()
+        settings = ctx.runtime.settings
         try:
             async with unit_of_work(ctx):
-                result = await payments.pay_bills(
-                    session=ctx.session,
-                    bill_ids=[b.id for b in found],
-                    amount=input.amount,
-                    method=input.method,  # type: ignore[arg-type]
-                    idempotency_key=input.idempotency_key,
-                    actor_id=principal.user_id,
-                    request_id=ctx.request_id,
-                )
+                if online_payment:
+                    result = await online.start_online_payment(
+                        session=ctx.session,
+                        provider=ctx.runtime.payment_providers.default,
+                        bill_ids=[b.id for b in found],
+                        amount=input.amount,
+                        idempotency_key=input.idempotency_key,
+                        order_ttl=dt.timedelta(seconds=settings.payment_order_ttl_seconds),
+                        actor_id=principal.user_id,
+                        request_id=ctx.request_id,
+                    )
+                else:
+                    result = await payments.pay_bills(
+                        session=ctx.session,
+                        bill_ids=[b.id for b in found],
+                        amount=input.amount,
+                        method=input.method,  # type: ignore[arg-type]
+                        idempotency_key=input.idempotency_key,
+                        actor_id=principal.user_id,
+                        request_id=ctx.request_id,
+                    )
         except BillingError as exc:
             return PayBillsPayload(errors=[user_error(exc.code, exc.message, exc.field)])
         payment = await ctx.session.scalar(

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 from sqlalchemy import inspect as sa_inspect
 
+from authz.principal import FieldAccess
 from backend.billing import models
 from backend.db import local_today
 from schema.core.loaders import Relation, register_relation
@@ -146,13 +147,38 @@ class RefundType:
     created_at: dt.datetime
 
 
-@orm_type(models.Payment, name="Payment", description="Money received; never edited (corrections are reversals).")
+@orm_type(
+    models.Payment,
+    name="Payment",
+    description="Money received, or for an ONLINE payment expected: PENDING until the provider confirms it, then "
+    "SETTLED (or FAILED when the order closed unpaid). Never edited afterwards (corrections are reversals).",
+)
 class PaymentType(Node):
     amount: Decimal
     method: PaymentMethod
     status: PaymentStatus
-    receipt_number: str | None
+    receipt_number: str | None = strawberry.field(description="Gap-free per company; set once SETTLED.")
     created_at: dt.datetime
+    settled_at: dt.datetime | None
+    provider: str | None = strawberry.field(description="ONLINE: the payment provider, e.g. `sandbox`.")
+    provider_order_id: str | None = strawberry.field(description="ONLINE: our order number at the provider.")
+    pay_url: str | None = strawberry.field(description="ONLINE: where the payer pays, until `expiresAt`.")
+    expires_at: dt.datetime | None = strawberry.field(description="ONLINE: the order closes unpaid after this.")
+    unallocated: Decimal | None = strawberry.field(
+        description="Received but owed by none of its bills any more (they were paid meanwhile): for finance to "
+        "refund. Null until SETTLED."
+    )
+
+    @strawberry.field(
+        description="The provider's transaction id. Needs `Payment.providerReference read` (finance); null for "
+        "everyone else."
+    )
+    @staticmethod
+    def provider_reference(root: strawberry.Parent[models.Payment], info: strawberry.Info[Context, None]) -> str | None:
+        if info.context.permissions.field_access("Payment.providerReference") is FieldAccess.FULL:
+            return root.provider_reference
+        return None
+
     allocations: list[PaymentAllocationType] = strawberry.field(description="Oldest-due bill first.")
     refund: RefundType | None = strawberry.field(description="Set once the whole payment was reversed.")
 

@@ -119,14 +119,16 @@ async def paginate(
     first: int | None,
     after: str | None,
     count_statement: Select[Any] | None,
+    newest_first: bool = False,
 ) -> Connection[Any]:
-    """Keyset pagination on the primary key: stable under inserts, one query per page."""
+    """Keyset pagination on the primary key: stable under inserts, one query per page.
+    ``newest_first`` walks the keys downwards (the highest id is the newest row)."""
     limit = check_first(first)
     after_pk = _after(after)
     total = await LazyCount(session, count_statement).resolve() if count_statement is not None else -1
-    page_statement = statement.order_by(pk).limit(limit + 1)
+    page_statement = statement.order_by(pk.desc() if newest_first else pk).limit(limit + 1)
     if after_pk is not None:
-        page_statement = page_statement.where(pk > after_pk)
+        page_statement = page_statement.where(pk < after_pk if newest_first else pk > after_pk)
     rows: Sequence[Any] = (await session.scalars(page_statement)).unique().all()
     has_next = len(rows) > limit
     rows = rows[:limit]

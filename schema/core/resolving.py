@@ -38,6 +38,7 @@ async def scoped_connection(
     *,
     first: int | None,
     after: str | None,
+    newest_first: bool = False,
 ) -> Connection[Any]:
     ctx = info.context
     ctx.require_principal()  # anonymous callers may only log in
@@ -50,6 +51,7 @@ async def scoped_connection(
         first=first,
         after=after,
         count_statement=base if wants(info, "totalCount") else None,
+        newest_first=newest_first,
     )
 
 

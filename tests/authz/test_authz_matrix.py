@@ -762,7 +762,7 @@ def test_the_matrix_covers_every_root_field() -> None:
         "refreshToken",
         "logout",
         "generateBills",  # tests/billing/test_bills_api.py
-        "payBills",  # tests/billing/test_pay_bills_api.py
+        "payBills",  # tests/billing/test_pay_bills_api.py, test_online_payments.py (residents, ONLINE)
         "waiveBill",  # tests/billing/test_waivers.py
         "voidBill",
         "createFeeItem",  # tests/billing/test_fee_items_api.py

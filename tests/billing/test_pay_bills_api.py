@@ -98,7 +98,7 @@ async def test_counter_staff_take_a_payment(as_user: Any, runtime: Any, ledger: 
         ("tech.a", "FORBIDDEN"),
         ("guard.a", "FORBIDDEN"),
         ("supervisor.north", "FORBIDDEN"),
-        ("owner.a1", "FORBIDDEN"),  # owners pay online (a later increment), not at the counter
+        ("owner.a1", "FORBIDDEN"),  # owners pay online only (test_online_payments.py), not at the counter
         (None, "UNAUTHENTICATED"),
     ],
 )
