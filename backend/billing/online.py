@@ -91,6 +91,25 @@ async def start_online_payment(
     if provider is None:
         raise BillingError(BillingErrorCode.PROVIDER_UNAVAILABLE, "Online payment is not available.", "method")
     bills = await payable_bills(session, bill_ids, amount)
+    # One open order per bill: a second one (another tap, another family member) would be
+    # paid on top of the first and end up unallocated. The bills are locked, so two
+    # concurrent starts see each other.
+    waiting = await session.scalar(
+        select(Payment.expires_at)
+        .where(
+            Payment.status == PaymentStatus.PENDING,
+            Payment.expires_at > utcnow(),
+            Payment.bill_ids.overlap(sorted({b.id for b in bills})),
+        )
+        .order_by(Payment.expires_at.desc())
+        .limit(1)
+    )
+    if waiting is not None:
+        raise BillingError(
+            BillingErrorCode.PAYMENT_IN_PROGRESS,
+            f"An online payment for these bills is waiting to be paid until {waiting:%Y-%m-%d %H:%M} UTC.",
+            "billIds",
+        )
     estate = await session.get(Estate, bills[0].estate_id)
     assert estate is not None
     try:

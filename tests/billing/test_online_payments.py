@@ -27,7 +27,7 @@ import pytest_asyncio
 import uvicorn
 from billing_support import Ledger
 from pydantic import ValidationError
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, text
 
 from backend.accounts.models import User
 from backend.app import create_app
@@ -325,6 +325,35 @@ async def test_the_same_key_answers_the_same_pending_payment(as_user: Any, runti
     assert first["payment"]["status"] == "PENDING"
     assert await _sandbox_orders(runtime) == orders_before + 1
     assert [e["code"] for e in other["errors"]] == ["IDEMPOTENCY_KEY_REUSED"]
+
+
+async def test_a_bill_with_an_open_order_takes_no_second_one_until_it_expires(
+    as_user: Any, runtime: Any, home: Home
+) -> None:
+    # given owner.a1 opened an order for November
+    owner = await as_user("owner.a1")
+    first = await _start(owner, [home.flat[1]], "223.90")
+    orders_before = await _sandbox_orders(runtime)
+    # when a second order (another key, from the family's other phone) covers November too
+    second = (await owner.data(PAY, _pay_input([home.flat[0], home.flat[1]], "447.80")))["payBills"]
+    # then it is refused and nothing is written: no payment, no order at the provider
+    assert [e["code"] for e in second["errors"]] == ["PAYMENT_IN_PROGRESS"]
+    assert second["payment"] is None
+    assert await _sandbox_orders(runtime) == orders_before
+    async with runtime.sessionmaker() as session:
+        pending = await session.scalar(
+            select(func.count()).where(Payment.status == PaymentStatus.PENDING, Payment.bill_ids.any(home.flat[1].id))
+        )
+    assert pending == 1
+    # and once the first order has expired, a new one may be opened
+    async with runtime.sessionmaker() as session, session.begin():
+        await session.execute(
+            text("UPDATE payments SET expires_at = now() - interval '1 minute' WHERE id = :id"),
+            {"id": decode_id(first["id"], "Payment")},
+        )
+    third = (await owner.data(PAY, _pay_input([home.flat[1]], "223.90")))["payBills"]
+    assert third["errors"] == []
+    assert third["payment"]["status"] == "PENDING"
 
 
 async def test_staff_may_start_an_online_payment_on_an_owners_behalf(as_user: Any, runtime: Any, home: Home) -> None:
