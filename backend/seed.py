@@ -681,6 +681,7 @@ async def _ensure_billing(session: AsyncSession, report: SeedReport) -> None:
             or 0
         )
         report.payments.created += await _settle_demo_bills(session, estate, this_month)
+        await _waive_demo_bills(session, estate, this_month)
 
 
 async def _bill_count(session: AsyncSession, estate_id: int) -> int:
@@ -773,6 +774,30 @@ _SETTLE_DEMO_BILLS = text(
     SELECT count(*) FROM statuses
     """
 )
+
+
+# A few waivers (减免): six months ago, a third of the households that never pay had that
+# month's property fee waived in full by finance (hardship). Bills with lines are left alone.
+_WAIVE_DEMO_BILLS = text(
+    """
+    WITH waived AS (
+        INSERT INTO bill_lines (bill_id, kind, amount, note, created_by_id, created_at)
+        SELECT b.id, 'WAIVER', b.amount, '困难业主减免 hardship waiver', :actor_id, b.due_date + interval '5 days'
+        FROM bills b JOIN fee_items i ON i.id = b.fee_item_id
+        WHERE b.estate_id = :estate_id AND i.method = 'PER_AREA' AND b.amount > 0
+          AND b.period_start = (CAST(:this_month AS date) - interval '6 months')::date
+          AND (b.unit_id * 37) % 100 >= 95 AND b.unit_id % 3 = 0
+          AND NOT EXISTS (SELECT 1 FROM bill_lines l WHERE l.bill_id = b.id)
+        RETURNING bill_id
+    )
+    UPDATE bills SET status = 'WAIVED' WHERE id IN (SELECT bill_id FROM waived)
+    """
+)
+
+
+async def _waive_demo_bills(session: AsyncSession, estate: Estate, this_month: dt.date) -> None:
+    actor_id = await session.scalar(select(User.id).where(User.username == "finance.north"))
+    await session.execute(_WAIVE_DEMO_BILLS, {"estate_id": estate.id, "this_month": this_month, "actor_id": actor_id})
 
 
 async def _settle_demo_bills(session: AsyncSession, estate: Estate, this_month: dt.date) -> int:

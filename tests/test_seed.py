@@ -22,7 +22,7 @@ from backend.access.models import Credential, CredentialKind
 from backend.accounts.models import User, UserKind
 from backend.accounts.passwords import verify_password
 from backend.billing import reports
-from backend.billing.models import Bill, BillStatus, Payment
+from backend.billing.models import Bill, BillLine, BillLineKind, BillStatus, Payment
 from backend.db import local_today, make_engine, make_sessionmaker, transaction
 from backend.devices.models import Device
 from backend.migrate import upgrade
@@ -345,6 +345,22 @@ async def test_contract_devices_and_card_credential_exist(demo: SeededDemo) -> N
     assert card.reference == "card:A1000001"
 
 
+async def test_the_demo_has_a_few_waived_bills_each_with_its_waiver_line(demo: SeededDemo) -> None:
+    # given the seeded demo
+    async with demo.sessionmaker() as session:
+        # when
+        waived = (await session.scalars(select(Bill).where(Bill.status == BillStatus.WAIVED))).all()
+        lines = {
+            bill_id: amount
+            for bill_id, amount in await session.execute(
+                select(BillLine.bill_id, BillLine.amount).where(BillLine.kind == BillLineKind.WAIVER)
+            )
+        }
+    # then a few, each waived in full, owing nothing
+    assert 3 <= len(waived) <= 100
+    assert all(lines[b.id] == b.amount and b.outstanding == 0 for b in waived)
+
+
 async def test_the_demo_has_paid_partial_and_overdue_bills_in_every_aging_bucket(demo: SeededDemo) -> None:
     # given the seeded demo
     async with demo.sessionmaker() as session:
@@ -355,6 +371,6 @@ async def test_the_demo_has_paid_partial_and_overdue_bills_in_every_aging_bucket
         assert estate_id is not None
         buckets = await reports.arrears_aging(session, estate_id=estate_id, today=local_today())
     # then
-    assert statuses == {BillStatus.PAID, BillStatus.PARTIAL, BillStatus.UNPAID}
+    assert statuses == {BillStatus.PAID, BillStatus.PARTIAL, BillStatus.UNPAID, BillStatus.WAIVED}
     assert [int(r.rsplit("-", 1)[1]) for r in receipts if r] == list(range(1, len(receipts) + 1))
     assert all(b.amount > 0 and b.units > 0 for b in buckets), buckets
