@@ -6,7 +6,7 @@ import datetime as dt
 import re
 from decimal import Decimal
 
-from sqlalchemy import and_, literal, or_, select
+from sqlalchemy import and_, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -176,3 +176,52 @@ async def bind_units(
         detail={"bound": len(inserted), "from": start_date.isoformat()},
     )
     return len(inserted), len(candidates) - len(inserted)
+
+
+async def unbind_units(
+    *,
+    session: AsyncSession,
+    item: FeeItem,
+    end_date: dt.date,
+    unit_ids: list[int] | None,
+    building_id: int | None,
+    usage: UnitUsage | None,
+    actor_id: int,
+    request_id: str | None,
+) -> tuple[int, int]:
+    """Stop charging the item to the matching units from ``end_date`` (exclusive end): the
+    binding open on that day ends then. Bills already issued stay. Returns (ended, skipped:
+    matching units without a binding open on that day)."""
+    matching = select(Unit.id).where(Unit.estate_id == item.estate_id)
+    if unit_ids is not None:
+        matching = matching.where(Unit.id.in_(unit_ids))
+    if building_id is not None:
+        matching = matching.where(Unit.building_id == building_id)
+    if usage is not None:
+        matching = matching.where(Unit.usage == usage)
+    candidates = list((await session.scalars(matching)).all())
+    if not candidates:
+        raise BillingError(BillingErrorCode.NO_UNITS, "No unit of the estate matches.", "unitIds")
+    ended = (
+        await session.scalars(
+            update(FeeBinding)
+            .where(
+                FeeBinding.fee_item_id == item.id,
+                FeeBinding.unit_id.in_(candidates),
+                FeeBinding.start_date < end_date,
+                or_(FeeBinding.end_date.is_(None), FeeBinding.end_date > end_date),
+            )
+            .values(end_date=end_date)
+            .returning(FeeBinding.id)
+        )
+    ).all()
+    await audit.record(
+        session,
+        actor_user_id=actor_id,
+        action="fee_item.unbind",
+        target_type="FeeItem",
+        target_id=item.id,
+        request_id=request_id,
+        detail={"ended": len(ended), "from": end_date.isoformat()},
+    )
+    return len(ended), len(candidates) - len(ended)

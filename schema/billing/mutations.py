@@ -136,6 +136,22 @@ class BindFeeItemInput:
     usage: UnitUsage | None = strawberry.field(default=None, description="… of a usage (filters combine).")
 
 
+@strawberry.input
+class UnbindFeeItemInput:
+    fee_item_id: strawberry.ID
+    end_date: dt.date = strawberry.field(description="The first day not charged; bills already issued stay.")
+    unit_ids: list[strawberry.ID] | None = strawberry.field(default=None, description="These units, or …")
+    building_id: strawberry.ID | None = strawberry.field(default=None, description="… every unit of a building, …")
+    usage: UnitUsage | None = strawberry.field(default=None, description="… of a usage (filters combine).")
+
+
+@strawberry.type
+class UnbindFeeItemPayload:
+    ended_count: int = 0
+    skipped_count: int = strawberry.field(default=0, description="Matching units not bound on that day.")
+    errors: list[UserError] = strawberry.field(default_factory=list)
+
+
 @strawberry.type
 class BindFeeItemPayload:
     bound_count: int = 0
@@ -228,6 +244,36 @@ class FeeItemMutation:
         except BillingError as exc:
             return BindFeeItemPayload(errors=[user_error(exc.code, exc.message, exc.field)])
         return BindFeeItemPayload(bound_count=bound, skipped_count=skipped)
+
+    @strawberry.mutation(
+        description="Stop charging a fee item to units from a date (a unit sold, a parking space given up): "
+        "listed ones, a building's, a usage's. Issued bills stay. Needs `FeeItem update`."
+    )
+    async def unbind_fee_item(self, info: Info, input: UnbindFeeItemInput) -> UnbindFeeItemPayload:
+        ctx = info.context
+        principal = ctx.require_principal()
+        item = await _fee_item_for_update(info, input.fee_item_id)
+        if item is None:
+            return UnbindFeeItemPayload(
+                errors=[user_error(BillingErrorCode.NOT_FOUND, "No such fee item.", "feeItemId")]
+            )
+        unit_ids = None if input.unit_ids is None else [try_decode_id(u, "Unit") or 0 for u in input.unit_ids]
+        building_id = None if input.building_id is None else try_decode_id(input.building_id, "Building") or 0
+        try:
+            async with unit_of_work(ctx):
+                ended, skipped = await fee_items.unbind_units(
+                    session=ctx.session,
+                    item=item,
+                    end_date=input.end_date,
+                    unit_ids=unit_ids,
+                    building_id=building_id,
+                    usage=input.usage,  # type: ignore[arg-type]
+                    actor_id=principal.user_id,
+                    request_id=ctx.request_id,
+                )
+        except BillingError as exc:
+            return UnbindFeeItemPayload(errors=[user_error(exc.code, exc.message, exc.field)])
+        return UnbindFeeItemPayload(ended_count=ended, skipped_count=skipped)
 
 
 def _tiers(tiers: list[FeeTierInput] | None) -> list[tuple[Decimal | None, Decimal]] | None:

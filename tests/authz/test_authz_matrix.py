@@ -768,6 +768,7 @@ def test_the_matrix_covers_every_root_field() -> None:
         "createFeeItem",  # tests/billing/test_fee_items_api.py
         "setFeeRate",
         "bindFeeItem",
+        "unbindFeeItem",
         "refundPayment",  # tests/billing/test_refunds.py
         "installMeter",  # tests/billing/test_meters.py
         "replaceMeter",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import Any
 
@@ -9,7 +10,8 @@ import pytest
 from sqlalchemy import delete, func, select
 
 from backend.audit.models import AuditEntry
-from backend.billing.models import FeeBinding, FeeItem, FeeRate
+from backend.billing.models import Bill, FeeBinding, FeeItem, FeeRate
+from backend.billing.service import generate_bills
 from backend.property.models import Estate
 
 ESTATES = 'query { estates(first: 5, filter: {codePrefix: "DEMO-"}) { edges { node { id code } } } }'
@@ -29,6 +31,11 @@ mutation($input: SetFeeRateInput!) {
 """
 BIND = """
 mutation($input: BindFeeItemInput!) { bindFeeItem(input: $input) { boundCount skippedCount errors { field code } } }
+"""
+UNBIND = """
+mutation($input: UnbindFeeItemInput!) {
+  unbindFeeItem(input: $input) { endedCount skippedCount errors { field code } }
+}
 """
 
 
@@ -187,13 +194,15 @@ async def test_rates_and_bindings_change_only_in_scope(
     async with runtime.sessionmaker() as session:
         rates_before = await session.scalar(select(func.count()).select_from(FeeRate))
         bindings_before = await session.scalar(select(func.count()).select_from(FeeBinding))
+        open_before = await session.scalar(select(func.count()).where(FeeBinding.end_date.is_(None)))
     # when
     rate = await client.post(
         SET_RATE, {"input": {"feeItemId": item_id, "rate": "9.0000", "effectiveFrom": "2031-01-01"}}
     )
     bind = await client.post(BIND, {"input": {"feeItemId": item_id, "startDate": "2031-01-01", "usage": "STORAGE"}})
+    unbind = await client.post(UNBIND, {"input": {"feeItemId": item_id, "endDate": "2031-01-01"}})
     # then
-    for response, field in ((rate, "setFeeRate"), (bind, "bindFeeItem")):
+    for response, field in ((rate, "setFeeRate"), (bind, "bindFeeItem"), (unbind, "unbindFeeItem")):
         body = response.json()
         if verdict == "NOT_FOUND":
             assert body["data"][field]["errors"][0]["code"] == "NOT_FOUND"
@@ -202,3 +211,31 @@ async def test_rates_and_bindings_change_only_in_scope(
     async with runtime.sessionmaker() as session:
         assert await session.scalar(select(func.count()).select_from(FeeRate)) == rates_before
         assert await session.scalar(select(func.count()).select_from(FeeBinding)) == bindings_before
+        assert await session.scalar(select(func.count()).where(FeeBinding.end_date.is_(None))) == open_before
+
+
+async def test_an_ended_binding_bills_up_to_its_end_and_no_further(as_user: Any, runtime: Any, ledger: Any) -> None:
+    # given the parking space bound to PK since January
+    parking = ledger.units[2]
+    finance = await as_user("finance.north")
+    # when it is given up from December, then again (nothing left to end)
+    variables = {"input": {"feeItemId": ledger.items["PK"].gid, "endDate": "2026-12-01", "unitIds": [parking.gid]}}
+    ended = (await finance.data(UNBIND, variables))["unbindFeeItem"]
+    again = (await finance.data(UNBIND, variables))["unbindFeeItem"]
+    for month in (dt.date(2026, 11, 1), dt.date(2026, 12, 1)):
+        async with runtime.sessionmaker() as session, session.begin():
+            await generate_bills(session=session, estate=ledger.estate, month=month, actor_id=None, request_id=None)
+    # then November is billed, December is not
+    assert ended == {"endedCount": 1, "skippedCount": 0, "errors": []}
+    assert again == {"endedCount": 0, "skippedCount": 1, "errors": []}
+    async with runtime.sessionmaker() as session:
+        periods = (
+            await session.scalars(select(Bill.period).where(Bill.unit_id == parking.id).order_by(Bill.period))
+        ).all()
+        audited = await session.scalar(
+            select(func.count()).where(
+                AuditEntry.action == "fee_item.unbind", AuditEntry.target_id == str(ledger.items["PK"].id)
+            )
+        )
+    assert periods == ["2026-11"]
+    assert audited == 2
