@@ -4,6 +4,7 @@ by the worker, retried with its failures counted, and its phone number never log
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import logging
 import random
 import uuid
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from arq import Retry
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from structlog.testing import capture_logs
 
 from backend.notifications.models import SmsMessage
@@ -29,7 +30,8 @@ from backend.notifications.sms import (
 from backend.outbox import OutboxMessage
 from backend.settings import Settings
 from workers.runtime import WorkerRuntime
-from workers.tasks import SMS_MAX_TRIES, send_sms
+from workers.settings import WorkerSettings
+from workers.tasks import SMS_MAX_TRIES, resend_stuck_sms, send_sms
 
 PARAMS = {
     "estate": "测试小区",
@@ -247,3 +249,32 @@ def test_the_setting_chooses_the_channel() -> None:
     assert channel.name == "local"
     with pytest.raises(ValueError, match="sms_channel"):
         Settings(sms_channel="carrier-pigeon")  # type: ignore[arg-type]
+
+
+async def test_the_sweep_sends_texts_whose_job_was_lost_and_leaves_fresh_ones_to_their_job(
+    runtime: Any, worker: WorkerRuntime, texts: Texts
+) -> None:
+    # given a text written 20 minutes ago whose job never ran, and one written just now
+    old_id = await _queue(runtime, texts, "old")
+    new_id = await _queue(runtime, texts, "new")
+    assert old_id is not None
+    assert new_id is not None
+    async with runtime.sessionmaker() as session, session.begin():
+        await session.execute(
+            update(SmsMessage).where(SmsMessage.id == old_id).values(created_at=func.now() - dt.timedelta(minutes=20))
+        )
+    channel = CountingChannel()
+    local = dataclasses.replace(worker, sms=channel)
+    # when the sweep runs twice
+    await resend_stuck_sms({"runtime": local})
+    await resend_stuck_sms({"runtime": local})
+    # then the old one is sent once; the fresh one waits for its own job
+    assert str(old_id) in channel.calls
+    assert channel.calls.count(str(old_id)) == 1
+    assert str(new_id) not in channel.calls
+    assert ((await _message(runtime, old_id)).status, (await _message(runtime, new_id)).status) == ("SENT", "QUEUED")
+
+
+def test_the_sweep_is_scheduled_every_ten_minutes_once_across_workers() -> None:
+    (job,) = [j for j in WorkerSettings.cron_jobs if j.name == "cron:resend_stuck_sms"]
+    assert (job.minute, job.unique) == (set(range(7, 60, 10)), True)

@@ -48,6 +48,7 @@ class WorkerSettings:
         cron(tasks.generate_monthly_bills, day={1}, hour={0}, minute={10}, unique=True, timeout=3600),
         cron(tasks.accrue_late_fees, hour={0}, minute={40}, unique=True, timeout=3600),
         cron(tasks.run_dunning, hour={9}, minute={0}, unique=True, timeout=3600),
+        cron(tasks.resend_stuck_sms, minute=set(range(7, 60, 10)), unique=True, timeout=540),
         cron(tasks.reconcile_online_payments, minute=set(range(2, 60, 5)), unique=True, timeout=240),
     ]
     timezone = ZoneInfo(get_settings().timezone)

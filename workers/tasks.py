@@ -16,7 +16,7 @@ from backend.billing.service import generate_bills
 from backend.db import local_today, utcnow
 from backend.notifications import service as notifications
 from backend.notifications import sms
-from backend.notifications.models import Announcement, AnnouncementEstate, Notification
+from backend.notifications.models import Announcement, AnnouncementEstate, Notification, SmsMessage
 from backend.people.models import Occupancy
 from backend.property.models import Estate, Unit
 from workers.runtime import WorkerRuntime
@@ -129,6 +129,34 @@ async def send_sms(ctx: dict[str, Any], *, sms_id: int) -> str:
     if outcome.status == "ERROR":
         raise Retry(defer=sms_retry_delay(job_try))
     return outcome.status
+
+
+async def resend_stuck_sms(ctx: dict[str, Any]) -> dict[str, int]:
+    """Every 10 minutes: messages still QUEUED a quarter of an hour after they were written —
+    their job was lost or failed outside the gateway (a database outage) — are sent here, one
+    transaction each. Rows being sent elsewhere are skipped (row lock); a SENT row never again."""
+    runtime: WorkerRuntime = ctx["runtime"]
+    cutoff = utcnow() - dt.timedelta(minutes=15)
+    async with runtime.sessionmaker() as session:
+        stuck = (
+            await session.scalars(
+                select(SmsMessage.id)
+                .where(SmsMessage.status == sms.SmsStatus.QUEUED, SmsMessage.created_at < cutoff)
+                .order_by(SmsMessage.id)
+                .limit(500)
+            )
+        ).all()
+    outcomes: dict[str, int] = {}
+    for sms_id in stuck:
+        async with runtime.sessionmaker() as session, session.begin():
+            attempts = await session.scalar(select(SmsMessage.attempts).where(SmsMessage.id == sms_id)) or 0
+            outcome = await sms.send_queued(
+                session, sms_id=sms_id, channel=runtime.sms, give_up=attempts + 1 >= SMS_MAX_TRIES
+            )
+        outcomes[outcome.status] = outcomes.get(outcome.status, 0) + 1
+    if stuck:
+        log.info("sms.resent_stuck", **outcomes)
+    return outcomes
 
 
 async def reconcile_online_payments(ctx: dict[str, Any]) -> dict[str, int]:
