@@ -44,8 +44,7 @@ _ACCRUE = text(
         LEFT JOIN bill_lines l ON l.bill_id = b.id
         WHERE b.status IN ('UNPAID', 'PARTIAL')
           AND i.late_fee_daily_rate > 0
-          AND b.due_date + i.grace_days < CAST(:today AS date)
-          AND (CAST(:estate_id AS integer) IS NULL OR b.estate_id = :estate_id)
+          AND b.id = ANY(CAST(:locked AS integer[]))
         GROUP BY b.id, i.late_fee_daily_rate, i.grace_days
     ),
     days AS (
@@ -82,6 +81,10 @@ async def accrue_late_fees(
 
     The late bills are locked first (in id order, as payments lock them), so a payment and
     this job never interleave: a bill a payment settles gets no fee for a day it was paid."""
-    await session.execute(_LOCK, {"today": today, "estate_id": estate_id})
-    row = (await session.execute(_ACCRUE, {"today": today, "estate_id": estate_id, "catch_up": catch_up_days})).one()
+    locked = list((await session.scalars(_LOCK, {"today": today, "estate_id": estate_id})).all())
+    if not locked:
+        return 0, 0
+    # Only the bills this transaction holds: one that turned late since (a refund committed
+    # in between) is left to the next run, or a payment could settle it past our fee.
+    row = (await session.execute(_ACCRUE, {"today": today, "locked": locked, "catch_up": catch_up_days})).one()
     return int(row[0]), int(row[2])
