@@ -53,6 +53,7 @@ from backend.billing.providers import (
     ProviderRegistry,
 )
 from backend.db import utcnow
+from backend.notifications import service as notifications
 from backend.property.models import Estate
 
 log = structlog.get_logger(__name__)
@@ -190,6 +191,16 @@ async def settle(
             "unallocated": str(unallocated),
             "source": source,
         },
+    )
+    # The payer hears of it in the app (once per payment, even if settling were retried).
+    await notifications.notify(
+        session,
+        user_id=payment.created_by_id,
+        kind="payment_settled",
+        title="缴费成功",
+        body=f"已收到您的缴费 {payment.amount} 元，收据号 {payment.receipt_number}。",
+        data={"paymentId": payment.gid, "receiptNumber": payment.receipt_number, "amount": str(payment.amount)},
+        dedup_key=f"payment-settled:{payment.id}",
     )
     if unallocated > 0:
         # Money no bill took: finance refunds it (Payment.unallocated lists it).

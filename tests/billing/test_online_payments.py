@@ -47,6 +47,7 @@ from backend.billing.providers import SIGNATURE_HEADER, TIMESTAMP_HEADER, OrderS
 from backend.billing.service import generate_bills
 from backend.cli import sandbox_pay
 from backend.db import to_global_id
+from backend.notifications.models import Notification
 from backend.people.models import Occupancy, OccupancyRole
 from backend.settings import DEV_SANDBOX_SECRET, Settings
 from schema.core.relay import decode_id
@@ -309,6 +310,13 @@ async def test_an_owner_pays_an_unpaid_bill_online_end_to_end(
     assert await _lines(runtime, stored.id) == [(november.id, Decimal("223.90"))]
     assert await _outcomes(runtime, order_id=payment["providerOrderId"]) == ["SETTLED"]
     assert len(await _audits(runtime, "payment.settle", stored.id)) == 1
+    async with runtime.sessionmaker() as session:
+        told = (
+            await session.scalars(select(Notification).where(Notification.dedup_key == f"payment-settled:{stored.id}"))
+        ).all()
+    assert [(n.user_id, n.kind, n.data["receiptNumber"]) for n in told] == [
+        (home.owner_id, "payment_settled", seen["receiptNumber"])
+    ]
 
 
 async def test_the_same_key_answers_the_same_pending_payment(as_user: Any, runtime: Any, home: Home) -> None:
@@ -507,6 +515,11 @@ async def test_five_identical_callbacks_at_once_settle_once(
     ]
     assert await _receipts_issued(runtime, ledger) == receipts_before + 1
     assert len(await _audits(runtime, "payment.settle", stored.id)) == 1
+    async with runtime.sessionmaker() as session:
+        told = await session.scalar(
+            select(func.count()).where(Notification.dedup_key == f"payment-settled:{stored.id}")
+        )
+    assert told == 1
 
 
 async def test_money_for_a_bill_paid_meanwhile_is_kept_unallocated(
