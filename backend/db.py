@@ -47,15 +47,16 @@ class Base(DeclarativeBase):
         return to_global_id(self.__graphql_name__ or type(self).__name__, self.id)  # type: ignore[attr-defined]
 
 
-def enum_column(enum_cls: type[enum.Enum]) -> SAEnum:
-    """Enums are stored as their names in a VARCHAR with a CHECK, easy to extend in a migration."""
+def enum_column(enum_cls: type[enum.Enum], name: str | None = None) -> SAEnum:
+    """Enums are stored as their names in a VARCHAR with a CHECK, easy to extend in a migration.
+    ``name`` names the CHECK when a table has two columns of one enum."""
     return SAEnum(
         enum_cls,
         native_enum=False,
         length=24,
         create_constraint=True,
         validate_strings=True,
-        name=enum_cls.__name__.lower(),
+        name=name or enum_cls.__name__.lower(),
     )
 
 

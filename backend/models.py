@@ -3,6 +3,7 @@
 from authz.models import CasbinRule
 from backend.access.models import Credential
 from backend.accounts.models import RefreshToken, User
+from backend.assets.models import Asset, MaintenancePlan, MaintenanceRecord
 from backend.audit.models import AuditEntry
 from backend.billing.models import (
     Bill,
@@ -25,10 +26,20 @@ from backend.notifications.models import Announcement, AnnouncementEstate, Notif
 from backend.outbox import OutboxMessage
 from backend.people.models import Occupancy, Person
 from backend.property.models import Building, Entrance, Estate, OrgUnit, Unit
+from backend.tickets.models import (
+    SlaRule,
+    TechnicianSkill,
+    Ticket,
+    TicketCategory,
+    TicketCounter,
+    TicketEscalation,
+    TicketEvent,
+)
 
 __all__ = [
     "Announcement",
     "AnnouncementEstate",
+    "Asset",
     "AuditEntry",
     "Base",
     "Bill",
@@ -43,6 +54,8 @@ __all__ = [
     "FeeBinding",
     "FeeItem",
     "FeeRate",
+    "MaintenancePlan",
+    "MaintenanceRecord",
     "Meter",
     "MeterReading",
     "Notification",
@@ -55,7 +68,14 @@ __all__ = [
     "ReceiptCounter",
     "RefreshToken",
     "Refund",
+    "SlaRule",
     "SmsMessage",
+    "TechnicianSkill",
+    "Ticket",
+    "TicketCategory",
+    "TicketCounter",
+    "TicketEscalation",
+    "TicketEvent",
     "Unit",
     "UnitAreaChange",
     "User",

@@ -60,6 +60,9 @@ class Estate(Base):
     code: Mapped[str] = mapped_column(String(32), unique=True)
     name: Mapped[str] = mapped_column(String(100))
     address: Mapped[str] = mapped_column(String(255), default="")
+    # Tickets submitted here go to a technician of the office with the category's skill
+    # and the fewest open tickets (派单), instead of waiting in the service desk's queue.
+    auto_assign_tickets: Mapped[bool] = mapped_column(default=False, server_default="false")
     created_at: Mapped[dt.datetime] = created_at_column()
 
     org_unit: Mapped[OrgUnit] = relationship(lazy="raise")
