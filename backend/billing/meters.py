@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -428,7 +428,9 @@ async def bill_metered(session: AsyncSession, *, estate_id: int, through: dt.dat
         # ("insertmanyvalues"), within PostgreSQL's bind-parameter limit for any estate size.
         inserted = await session.execute(
             insert(Bill)
-            .on_conflict_do_nothing(index_elements=["unit_id", "fee_item_id", "period_start"])
+            .on_conflict_do_nothing(
+                index_elements=["unit_id", "fee_item_id", "period_start"], index_where=text("ticket_id IS NULL")
+            )
             .returning(Bill.id),
             values,
         )

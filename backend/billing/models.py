@@ -208,6 +208,9 @@ class Bill(Base):
     amount: Mapped[Money]
     due_date: Mapped[dt.date] = mapped_column(Date)
     status: Mapped[BillStatus] = mapped_column(enum_column(BillStatus), default=BillStatus.UNPAID)
+    # A paid repair's bill (resolveTicket with charges): one per ticket, outside the
+    # one-bill-per-period rule of periodic and metered bills.
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id", ondelete="RESTRICT"), unique=True)
     created_at: Mapped[dt.datetime] = created_at_column()
 
     unit: Mapped[Unit] = relationship(lazy="raise")
@@ -221,7 +224,14 @@ class Bill(Base):
         charged_amount: Mapped[Decimal]
 
     __table_args__ = (
-        UniqueConstraint("unit_id", "fee_item_id", "period_start"),
+        Index(
+            "uq_bills_unit_item_period",
+            "unit_id",
+            "fee_item_id",
+            "period_start",
+            unique=True,
+            postgresql_where=text("ticket_id IS NULL"),
+        ),
         Index("ix_bills_estate_period", "estate_id", "period_start"),
         Index("ix_bills_unit_due", "unit_id", "due_date"),
         CheckConstraint("amount >= 0", name="amount_non_negative"),

@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from sqlalchemy import ColumnElement, Numeric, and_, cast, func, literal, or_, select
+from sqlalchemy import ColumnElement, Numeric, and_, cast, func, literal, or_, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -141,7 +141,9 @@ async def _bill_item(
     inserted = (
         insert(Bill)
         .from_select(columns, select(*(candidates.c[name] for name in columns)))
-        .on_conflict_do_nothing(index_elements=["unit_id", "fee_item_id", "period_start"])
+        .on_conflict_do_nothing(
+            index_elements=["unit_id", "fee_item_id", "period_start"], index_where=text("ticket_id IS NULL")
+        )
         .returning(Bill.id)
         .cte("inserted")
     )

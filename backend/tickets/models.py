@@ -191,8 +191,6 @@ class Ticket(Base):
     # A maintenance plan's occurrence: one ticket per plan and due date.
     maintenance_plan_id: Mapped[int | None] = mapped_column(ForeignKey("maintenance_plans.id", ondelete="RESTRICT"))
     plan_due_date: Mapped[dt.date | None] = mapped_column(Date)
-    # A paid repair's bill (resolveTicket with charges).
-    bill_id: Mapped[int | None] = mapped_column(ForeignKey("bills.id", ondelete="RESTRICT"))
     created_at: Mapped[dt.datetime] = created_at_column()
     updated_at: Mapped[dt.datetime] = created_at_column()
 
