@@ -100,13 +100,13 @@ async def test_the_whole_path_writes_one_event_per_step(runtime: Any, opened: li
     assert None not in (final.assigned_at, final.started_at, final.resolved_at, final.closed_at)
 
 
-@pytest.mark.parametrize("action", list(Action))
-@pytest.mark.parametrize("status", list(TicketStatus))
+ILLEGAL = [(status, action) for action in Action for status in TicketStatus if status not in TRANSITIONS[action][0]]
+
+
+@pytest.mark.parametrize(("status", "action"), ILLEGAL)
 async def test_a_step_from_a_status_it_does_not_start_from_changes_nothing(
     runtime: Any, opened: list[int], status: TicketStatus, action: Action
 ) -> None:
-    if status in TRANSITIONS[action][0]:
-        return  # a legal step: the path test covers it
     # given a ticket in ``status``
     ticket = await _open(runtime, opened)
     async with runtime.sessionmaker() as session, session.begin():
