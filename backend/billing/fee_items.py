@@ -61,6 +61,8 @@ async def create_fee_item(
         raise BillingError(BillingErrorCode.INVALID_RATE, "Late fee 0–1 % a day, grace days ≥ 0.", "lateFeeDailyRate")
     check_rate(rate)
     stored_tiers = _tiers(method, tiers)
+    if method is ChargeMethod.METERED and cycle is not BillingCycle.MONTHLY:
+        raise BillingError(BillingErrorCode.INVALID_CYCLE, "Meters are read and billed monthly.", "cycle")
     if await session.scalar(select(FeeItem.id).where(FeeItem.estate_id == estate.id, FeeItem.code == code)):
         raise BillingError(BillingErrorCode.DUPLICATE_CODE, f"{estate.code} has a fee item {code} already.", "code")
     item = FeeItem(

@@ -163,6 +163,8 @@ async def test_create_fee_item_by_role(
         ("rate", "-1", "INVALID_RATE"),
         ("rate", "0.12345", "INVALID_RATE"),
         ("dueDay", 31, "INVALID_DUE_DAY"),
+        ("cycle", "QUARTERLY", "INVALID_CYCLE"),  # with METERED below: meters are read monthly
+        ("tiers", [{"upTo": "20", "price": "3"}, {"price": "4.5"}], "INVALID_TIERS"),  # PER_AREA in tiers
     ],
 )
 async def test_a_bad_fee_item_is_refused(as_user: Any, field: str, value: Any, code: str) -> None:
@@ -170,6 +172,8 @@ async def test_a_bad_fee_item_is_refused(as_user: Any, field: str, value: Any, c
     finance = await as_user("finance.north")
     variables = _new_item(estates["DEMO-A"], "BAD1")
     variables["input"][field] = value
+    if field == "cycle":
+        variables["input"]["method"] = "METERED"
     data = await finance.data(CREATE, variables)
     assert [e["code"] for e in data["createFeeItem"]["errors"]] == [code]
 
