@@ -126,6 +126,23 @@ async def set_rate(
     )
 
 
+async def _matching_units(
+    session: AsyncSession, item: FeeItem, unit_ids: list[int] | None, building_id: int | None, usage: UnitUsage | None
+) -> list[int]:
+    """The item's estate's units that match every filter given (all of them without one)."""
+    matching = select(Unit.id).where(Unit.estate_id == item.estate_id)
+    if unit_ids is not None:
+        matching = matching.where(Unit.id.in_(unit_ids))
+    if building_id is not None:
+        matching = matching.where(Unit.building_id == building_id)
+    if usage is not None:
+        matching = matching.where(Unit.usage == usage)
+    candidates = list((await session.scalars(matching)).all())
+    if not candidates:
+        raise BillingError(BillingErrorCode.NO_UNITS, "No unit of the estate matches.", "unitIds")
+    return candidates
+
+
 async def bind_units(
     *,
     session: AsyncSession,
@@ -140,16 +157,7 @@ async def bind_units(
     """Bind the item to the estate's units matching the filters (or the listed ones), in one
     statement. Units with a binding still open on ``start_date`` are skipped.
     Returns (bound, skipped)."""
-    matching = select(Unit.id).where(Unit.estate_id == item.estate_id)
-    if unit_ids is not None:
-        matching = matching.where(Unit.id.in_(unit_ids))
-    if building_id is not None:
-        matching = matching.where(Unit.building_id == building_id)
-    if usage is not None:
-        matching = matching.where(Unit.usage == usage)
-    candidates = list((await session.scalars(matching)).all())
-    if not candidates:
-        raise BillingError(BillingErrorCode.NO_UNITS, "No unit of the estate matches.", "unitIds")
+    candidates = await _matching_units(session, item, unit_ids, building_id, usage)
     open_binding = select(FeeBinding.unit_id).where(
         FeeBinding.fee_item_id == item.id,
         FeeBinding.unit_id.in_(candidates),
@@ -194,16 +202,7 @@ async def unbind_units(
     """Stop charging the item to the matching units from ``end_date`` (exclusive end): the
     binding open on that day ends then. Bills already issued stay. Returns (ended, skipped:
     matching units without a binding open on that day)."""
-    matching = select(Unit.id).where(Unit.estate_id == item.estate_id)
-    if unit_ids is not None:
-        matching = matching.where(Unit.id.in_(unit_ids))
-    if building_id is not None:
-        matching = matching.where(Unit.building_id == building_id)
-    if usage is not None:
-        matching = matching.where(Unit.usage == usage)
-    candidates = list((await session.scalars(matching)).all())
-    if not candidates:
-        raise BillingError(BillingErrorCode.NO_UNITS, "No unit of the estate matches.", "unitIds")
+    candidates = await _matching_units(session, item, unit_ids, building_id, usage)
     ended = (
         await session.scalars(
             update(FeeBinding)

@@ -227,8 +227,7 @@ class FeeItemMutation:
         item = await _fee_item_for_update(info, input.fee_item_id)
         if item is None:
             return BindFeeItemPayload(errors=[user_error(BillingErrorCode.NOT_FOUND, "No such fee item.", "feeItemId")])
-        unit_ids = None if input.unit_ids is None else [try_decode_id(u, "Unit") or 0 for u in input.unit_ids]
-        building_id = None if input.building_id is None else try_decode_id(input.building_id, "Building") or 0
+        unit_ids, building_id = _unit_filter(input)
         try:
             async with unit_of_work(ctx):
                 bound, skipped = await fee_items.bind_units(
@@ -257,8 +256,7 @@ class FeeItemMutation:
             return UnbindFeeItemPayload(
                 errors=[user_error(BillingErrorCode.NOT_FOUND, "No such fee item.", "feeItemId")]
             )
-        unit_ids = None if input.unit_ids is None else [try_decode_id(u, "Unit") or 0 for u in input.unit_ids]
-        building_id = None if input.building_id is None else try_decode_id(input.building_id, "Building") or 0
+        unit_ids, building_id = _unit_filter(input)
         try:
             async with unit_of_work(ctx):
                 ended, skipped = await fee_items.unbind_units(
@@ -274,6 +272,14 @@ class FeeItemMutation:
         except BillingError as exc:
             return UnbindFeeItemPayload(errors=[user_error(exc.code, exc.message, exc.field)])
         return UnbindFeeItemPayload(ended_count=ended, skipped_count=skipped)
+
+
+def _unit_filter(input: BindFeeItemInput | UnbindFeeItemInput) -> tuple[list[int] | None, int | None]:
+    """The listed units and the building as database ids (0 for an id that does not decode:
+    it matches nothing)."""
+    unit_ids = None if input.unit_ids is None else [try_decode_id(u, "Unit") or 0 for u in input.unit_ids]
+    building_id = None if input.building_id is None else try_decode_id(input.building_id, "Building") or 0
+    return unit_ids, building_id
 
 
 def _tiers(tiers: list[FeeTierInput] | None) -> list[tuple[Decimal | None, Decimal]] | None:
