@@ -93,9 +93,12 @@ class _TicketFacts:
         return self.response_due_at if deadline == RESPONSE else self.resolve_due_at
 
 
-async def escalate_overdue(session: AsyncSession, *, now: dt.datetime, interval: dt.timedelta) -> EscalationReport:
-    """Take the SLA steps due at ``now`` and tell whom each concerns, in the caller's transaction."""
-    steps = await _take_steps(session, now=now, interval=interval)
+async def escalate_overdue(
+    session: AsyncSession, *, now: dt.datetime, interval: dt.timedelta, estate_id: int | None = None
+) -> EscalationReport:
+    """Take the SLA steps due at ``now`` (in one estate, or all) and tell whom each concerns,
+    in the caller's transaction."""
+    steps = await _take_steps(session, now=now, interval=interval, estate_id=estate_id)
     report = EscalationReport()
     if not steps:
         return report
@@ -149,7 +152,9 @@ async def escalate_overdue(session: AsyncSession, *, now: dt.datetime, interval:
     return report
 
 
-async def _take_steps(session: AsyncSession, *, now: dt.datetime, interval: dt.timedelta) -> list[_Step]:
+async def _take_steps(
+    session: AsyncSession, *, now: dt.datetime, interval: dt.timedelta, estate_id: int | None
+) -> list[_Step]:
     """Insert the steps due at ``now`` not taken yet (one statement); the ones this run took."""
     steps = values(column("deadline", String), column("level", Integer), name="steps").data(
         [(deadline, level) for deadline in (RESPONSE, RESOLUTION) for level in LEVELS]
@@ -169,6 +174,8 @@ async def _take_steps(session: AsyncSession, *, now: dt.datetime, interval: dt.t
         .order_by(Ticket.id, steps.c.deadline, steps.c.level)
         .limit(STEPS_PER_RUN)
     )
+    if estate_id is not None:
+        candidates = candidates.where(Ticket.estate_id == estate_id)
     rows = await session.execute(
         insert(TicketEscalation)
         .from_select(["ticket_id", "deadline", "level"], candidates)
@@ -275,22 +282,26 @@ def _event(step: _Step, ticket: _TicketFacts, users: list[int]) -> TicketEvent:
     )
 
 
-async def close_unrated(session: AsyncSession, *, now: dt.datetime, limit: int = 500) -> int:
-    """Close RESOLVED tickets nobody rated within 7 days of their resolution, in the caller's
-    transaction. Tickets another run holds are left to it (skip locked); returns how many closed."""
-    ticket_ids = (
-        await session.scalars(
-            select(Ticket.id)
-            .where(
-                Ticket.status == TicketStatus.RESOLVED,
-                Ticket.rating.is_(None),
-                Ticket.resolved_at <= now - AUTO_CLOSE_AFTER,
-            )
-            .order_by(Ticket.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
+async def close_unrated(
+    session: AsyncSession, *, now: dt.datetime, estate_id: int | None = None, limit: int = 500
+) -> int:
+    """Close RESOLVED tickets nobody rated within 7 days of their resolution (in one estate, or
+    all), in the caller's transaction. Tickets another run holds are left to it (skip locked);
+    returns how many closed."""
+    statement = (
+        select(Ticket.id)
+        .where(
+            Ticket.status == TicketStatus.RESOLVED,
+            Ticket.rating.is_(None),
+            Ticket.resolved_at <= now - AUTO_CLOSE_AFTER,
         )
-    ).all()
+        .order_by(Ticket.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    if estate_id is not None:
+        statement = statement.where(Ticket.estate_id == estate_id)
+    ticket_ids = (await session.scalars(statement)).all()
     for ticket_id in ticket_ids:  # locked above: still RESOLVED and unrated
         await transition(
             session, ticket_id, Action.CLOSE, actor_id=None, note=AUTO_CLOSE_NOTE, data={"auto": True}, now=now
