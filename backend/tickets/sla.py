@@ -30,7 +30,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Integer, String, column, exists, select, update, values
+from sqlalchemy import Integer, String, and_, column, exists, or_, select, update, values
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -110,46 +110,41 @@ async def escalate_overdue(
     phones = await _phones(session, {u for users in recipients.values() for u in users})
     notified: list[dict[str, Any]] = []
     for step in steps:
-        ticket = facts[step.ticket_id]
         users = recipients[step]
-        session.add(_event(step, ticket, users))
+        session.add(_event(step, facts[step.ticket_id], users))
         if step.level == 1:
             report.overdue += 1
         else:
             report.escalated += 1
-        template = "ticket_overdue" if step.level == 1 else "ticket_escalated"
-        params = {
-            "number": ticket.number,
-            "title": ticket.title,
-            "place": ticket.place,
-            "deadline": DEADLINE_WORDS[step.deadline],
-            "due_at": f"{ticket.due_at(step.deadline).astimezone(local_timezone()):%m-%d %H:%M}",
-        }
-        for user_id in users:
-            dedup = f"ticket_escalation:{step.escalation_id}:{user_id}"
-            if await notify(
-                session,
-                user_id=user_id,
-                kind="ticket_overdue" if step.level == 1 else "ticket_escalated",
-                title=sms.TEMPLATES[template].title,
-                body=sms.render(template, params),
-                data={
-                    "ticketId": to_global_id("Ticket", step.ticket_id),
-                    "number": ticket.number,
-                    "deadline": step.deadline,
-                    "level": step.level,
-                },
-                dedup_key=dedup,
-            ):
-                report.notifications += 1
-            phone = phones.get(user_id)
-            if phone and await sms.queue_sms(
-                session, phone=phone, template=template, params=params, dedup_key=dedup, user_id=user_id
-            ):
-                report.sms += 1
+        await _announce(session, step, facts[step.ticket_id], {u: phones.get(u) for u in users}, report)
         notified.append({"id": step.escalation_id, "notified_user_ids": users})
     await session.execute(update(TicketEscalation), notified)
     return report
+
+
+async def _announce(
+    session: AsyncSession, step: _Step, ticket: _TicketFacts, users: dict[int, str | None], report: EscalationReport
+) -> None:
+    """Tell each user (user id → phone) of the step in the app and, with a phone, by SMS."""
+    template = "ticket_overdue" if step.level == 1 else "ticket_escalated"
+    params = {
+        "number": ticket.number,
+        "title": ticket.title,
+        "place": ticket.place,
+        "deadline": DEADLINE_WORDS[step.deadline],
+        "due_at": f"{ticket.due_at(step.deadline).astimezone(local_timezone()):%m-%d %H:%M}",
+    }
+    data = {"ticketId": to_global_id("Ticket", step.ticket_id), "number": ticket.number,
+            "deadline": step.deadline, "level": step.level}  # fmt: skip
+    for user_id, phone in users.items():
+        dedup = f"ticket_escalation:{step.escalation_id}:{user_id}"
+        title, body = sms.TEMPLATES[template].title, sms.render(template, params)
+        if await notify(session, user_id=user_id, kind=template, title=title, body=body, data=data, dedup_key=dedup):
+            report.notifications += 1
+        if phone and await sms.queue_sms(
+            session, phone=phone, template=template, params=params, dedup_key=dedup, user_id=user_id
+        ):
+            report.sms += 1
 
 
 async def _take_steps(
@@ -159,9 +154,11 @@ async def _take_steps(
     steps = values(column("deadline", String), column("level", Integer), name="steps").data(
         [(deadline, level) for deadline in (RESPONSE, RESOLUTION) for level in LEVELS]
     )
-    due_at = (steps.c.deadline == RESPONSE) & Ticket.started_at.is_(None) & (
-        Ticket.response_due_at + (steps.c.level - 1) * interval <= now
-    ) | (steps.c.deadline == RESOLUTION) & (Ticket.resolve_due_at + (steps.c.level - 1) * interval <= now)
+    delay = (steps.c.level - 1) * interval  # level n is due n - 1 intervals after the deadline
+    due_at = or_(
+        and_(steps.c.deadline == RESPONSE, Ticket.started_at.is_(None), Ticket.response_due_at + delay <= now),
+        and_(steps.c.deadline == RESOLUTION, Ticket.resolve_due_at + delay <= now),
+    )
     taken = exists().where(
         TicketEscalation.ticket_id == Ticket.id,
         TicketEscalation.deadline == steps.c.deadline,
