@@ -75,9 +75,14 @@ def _zone(name: str) -> ZoneInfo:
 
 def local_today() -> dt.date:
     """Today in the company's time zone (WUYE_TIMEZONE), not the server's."""
+    return dt.datetime.now(local_timezone()).date()
+
+
+def local_timezone() -> ZoneInfo:
+    """The company's time zone (WUYE_TIMEZONE): what people read on messages and dashboards."""
     from backend.settings import get_settings
 
-    return dt.datetime.now(_zone(get_settings().timezone)).date()
+    return _zone(get_settings().timezone)
 
 
 def make_engine(url: str, *, pool_size: int = 10, **kwargs: Any) -> AsyncEngine:

@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     sms_channel: Literal["local"] = "local"
     # Dunning (催缴): the first reminder goes this many days before a bill's due date.
     dunning_days_before_due: int = Field(default=3, ge=1, le=30)
+    # Work orders past a deadline: the office manager is told this long after it, the branch
+    # manager twice this long after it (the assignee at the deadline itself).
+    ticket_escalation_interval_minutes: int = Field(default=30, ge=1, le=24 * 60)
     # Where clients and payment providers reach this API (pay URLs, callback URLs).
     # Empty: http://{host}:{port}.
     public_url: str | None = None

@@ -45,6 +45,8 @@ from schema.people.types import OccupancyType, PersonType
 from schema.property.mutations import PropertyImportMutation, PropertyMutation
 from schema.property.queries import PropertyQuery
 from schema.property.types import BuildingType, EntranceType, EstateType, OrgUnitType, UnitType
+from schema.tickets_admin.mutations import TicketsAdminMutation
+from schema.tickets_admin.queries import TicketsAdminQuery
 
 NODE_MODELS: dict[str, type[Any]] = {
     "OrgUnit": OrgUnit,
@@ -85,7 +87,17 @@ class CoreQuery:
 
 
 Query = merge_types(
-    "Query", (CoreQuery, AccountsQuery, PropertyQuery, PeopleQuery, BillingQuery, MeterQuery, NotificationsQuery)
+    "Query",
+    (
+        CoreQuery,
+        AccountsQuery,
+        PropertyQuery,
+        PeopleQuery,
+        BillingQuery,
+        MeterQuery,
+        NotificationsQuery,
+        TicketsAdminQuery,
+    ),
 )
 Mutation = merge_types(
     "Mutation",
@@ -99,6 +111,7 @@ Mutation = merge_types(
         RefundMutation,
         MeterMutation,
         NotificationsMutation,
+        TicketsAdminMutation,
     ),
 )
 Subscription = merge_types("Subscription", (NotificationsSubscription,))

@@ -50,6 +50,7 @@ class WorkerSettings:
         cron(tasks.run_dunning, hour={9}, minute={0}, unique=True, timeout=3600),
         cron(tasks.resend_stuck_sms, minute=set(range(7, 60, 10)), unique=True, timeout=540),
         cron(tasks.reconcile_online_payments, minute=set(range(2, 60, 5)), unique=True, timeout=240),
+        cron(tasks.check_ticket_deadlines, minute=set(range(1, 60, 2)), unique=True, timeout=110),
     ]
     timezone = ZoneInfo(get_settings().timezone)
     on_startup = startup

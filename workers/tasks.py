@@ -19,6 +19,7 @@ from backend.notifications import sms
 from backend.notifications.models import Announcement, AnnouncementEstate, Notification, SmsMessage
 from backend.people.models import Occupancy
 from backend.property.models import Estate, Unit
+from backend.tickets import sla
 from workers.runtime import WorkerRuntime
 
 log = structlog.get_logger(__name__)
@@ -107,6 +108,25 @@ async def run_dunning(ctx: dict[str, Any], *, today: dt.date | None = None) -> d
     log.info("dunning.run", day=day.isoformat(), **result)
     if failed:
         raise Retry(defer=dt.timedelta(minutes=10))
+    return result
+
+
+async def check_ticket_deadlines(ctx: dict[str, Any], *, now: dt.datetime | None = None) -> dict[str, int]:
+    """Every two minutes: overdue tickets take their SLA steps (overdue → office manager →
+    branch manager), then resolved tickets nobody rated for 7 days close.
+
+    Safe to run twice or on two workers at once: each step is a unique row and only the run
+    that inserted it notifies; a ticket is closed once (row lock, state machine)."""
+    runtime: WorkerRuntime = ctx["runtime"]
+    now = now or utcnow()
+    interval = dt.timedelta(minutes=runtime.settings.ticket_escalation_interval_minutes)
+    async with runtime.sessionmaker() as session, session.begin():
+        report = await sla.escalate_overdue(session, now=now, interval=interval)
+    async with runtime.sessionmaker() as session, session.begin():
+        closed = await sla.close_unrated(session, now=now)
+    result = {**report.as_dict(), "closed": closed}
+    if any(result.values()):
+        log.info("tickets.deadlines", **result)
     return result
 
 

@@ -109,6 +109,21 @@ TEMPLATES: dict[str, SmsTemplate] = {
             "欠费催缴通知",
             _BILLS + "已逾期30天以上（到期日{due_date}），请尽快缴纳，如有疑问请联系物业服务中心。",
         ),
+        SmsTemplate(
+            "ticket_assigned",
+            "新工单派单",
+            "工单{number}（{category}）已派给您：{title}，地点：{place}，请于{respond_by}前响应。",
+        ),
+        SmsTemplate(
+            "ticket_overdue",
+            "工单超时提醒",
+            "工单{number}（{title}，{place}）已超过{deadline}时限（{due_at}），请尽快处理。",
+        ),
+        SmsTemplate(
+            "ticket_escalated",
+            "工单超时升级",
+            "工单{number}（{title}，{place}）超过{deadline}时限（{due_at}）仍未处理，已升级至您督办。",
+        ),
     )
 }
 

@@ -38,6 +38,9 @@ class EstateType(Node):
     address: str
     org_unit: OrgUnitType = strawberry.field(name="office", description="The management office in charge.")
     buildings: list[BuildingType]
+    auto_assign_tickets: bool = strawberry.field(
+        description="Tickets submitted here go to the office's least loaded technician skilled in the category."
+    )
 
 
 @orm_type(models.Building, name="Building")

@@ -746,6 +746,8 @@ def test_the_matrix_covers_every_root_field() -> None:
     # Billing's rows live beside its tests (tests/billing/test_bills_api.py).
     covered_queries |= {"bills", "feeItems", "billingSummary", "arrearsAging"}
     covered_queries |= {"meters"}  # tests/billing/test_meters.py
+    # Ticket dispatch and SLA: tests/tickets_sla/test_sla_settings_api.py, test_sla_stats.py.
+    covered_queries |= {"slaRules", "ticketStats"}
     covered_mutations = {
         "createEstate",
         "createBuilding",
@@ -774,6 +776,9 @@ def test_the_matrix_covers_every_root_field() -> None:
         "replaceMeter",
         "recordMeterReadings",
         "correctUnitArea",  # tests/billing/test_area_and_late_fees.py
+        "setSlaRule",  # tests/tickets_sla/test_sla_settings_api.py
+        "setTechnicianSkills",
+        "setEstateAutoAssign",
     }
     # when
     queries = {f.graphql_name or _camel(f.python_name) for f in Query.__strawberry_definition__.fields}

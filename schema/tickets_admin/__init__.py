@@ -1,0 +1,1 @@
+"""GraphQL of ticket dispatch: SLA rules, technicians' skills, auto-assignment, ticket figures."""
