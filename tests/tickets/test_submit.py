@@ -157,7 +157,8 @@ async def test_customer_service_reports_a_phone_call_on_an_owners_behalf(
     assert result["ticket"]["events"][0]["actor"] == {"username": "cs.a"}
     async with runtime.sessionmaker() as session:
         stored = await session.scalar(select(Ticket).where(Ticket.number == result["ticket"]["number"]))
-    assert stored is not None and stored.channel is TicketChannel.PHONE
+    assert stored is not None
+    assert stored.channel is TicketChannel.PHONE
 
 
 @pytest.mark.parametrize("username", ["cs.a", "manager.north"])
