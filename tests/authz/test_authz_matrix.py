@@ -746,6 +746,9 @@ def test_the_matrix_covers_every_root_field() -> None:
     # Billing's rows live beside its tests (tests/billing/test_bills_api.py).
     covered_queries |= {"bills", "feeItems", "billingSummary", "arrearsAging"}
     covered_queries |= {"meters"}  # tests/billing/test_meters.py
+    # Tickets: tests/tickets/test_transition_matrix.py (every step × status × role),
+    # test_submit.py, test_steps.py (contact-phone mask, scope), test_queries.py.
+    covered_queries |= {"tickets", "ticketCategories"}
     covered_mutations = {
         "createEstate",
         "createBuilding",
@@ -774,6 +777,16 @@ def test_the_matrix_covers_every_root_field() -> None:
         "replaceMeter",
         "recordMeterReadings",
         "correctUnitArea",  # tests/billing/test_area_and_late_fees.py
+        "submitTicket",  # tests/tickets/test_submit.py
+        "assignTicket",  # tests/tickets/test_transition_matrix.py: every step × status × role
+        "startTicket",
+        "holdTicket",
+        "resolveTicket",
+        "closeTicket",
+        "cancelTicket",
+        "reopenTicket",
+        "rateTicket",
+        "commentTicket",
     }
     # when
     queries = {f.graphql_name or _camel(f.python_name) for f in Query.__strawberry_definition__.fields}
