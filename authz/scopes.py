@@ -34,6 +34,7 @@ from backend.db import local_today
 from backend.notifications.models import Announcement, AnnouncementEstate, Notification
 from backend.people.models import Occupancy, Person
 from backend.property.models import Building, Entrance, Estate, OrgUnit, Unit
+from backend.tickets.models import Ticket, TicketEvent
 
 S = TypeVar("S", bound=Select[Any])
 
@@ -45,7 +46,8 @@ OwnRule = Callable[[Principal], ColumnElement[bool]]
 class RowRule:
     obj: str
     staff: StaffRule | None = None
-    own: OwnRule | None = None
+    own: OwnRule | None = None  # with ``{action}_own``: a resident's own rows
+    assigned: OwnRule | None = None  # with ``{action}_assigned``: the rows assigned to the caller (technicians)
 
 
 def _under(column: Any, domains: tuple[str, ...]) -> ColumnElement[bool]:
@@ -80,6 +82,11 @@ def own_bill_paid_by(person_id: int | None) -> ColumnElement[bool]:
         Bill.id == any_(Payment.bill_ids),
         Bill.unit_id.in_(select(Occupancy.unit_id).where(_active_occupancy(person_id))),
     )
+
+
+def own_ticket(principal: Principal) -> ColumnElement[bool]:
+    """Tickets the resident reported, and those of the units they occupy now."""
+    return or_(Ticket.reporter_user_id == principal.user_id, Ticket.unit_id.in_(own_unit_ids(principal)))
 
 
 RULES: dict[type[Any], RowRule] = {
@@ -207,6 +214,21 @@ RULES: dict[type[Any], RowRule] = {
         staff=lambda d: UnitAreaChange.unit_id.in_(select(Unit.id).where(Unit.estate_id.in_(estates_under(d)))),
         own=lambda p: UnitAreaChange.unit_id.in_(own_unit_ids(p)),
     ),
+    # Tickets: staff by estate; residents those they reported and those of their current
+    # units; technicians (``read_assigned``) only those assigned to them.
+    Ticket: RowRule(
+        "Ticket",
+        staff=lambda d: Ticket.estate_id.in_(estates_under(d)),
+        own=lambda p: own_ticket(p),
+        assigned=lambda p: Ticket.assignee_id == p.user_id,
+    ),
+    # A ticket's history is seen with the ticket.
+    TicketEvent: RowRule(
+        "Ticket",
+        staff=lambda d: TicketEvent.ticket_id.in_(select(Ticket.id).where(Ticket.estate_id.in_(estates_under(d)))),
+        own=lambda p: TicketEvent.ticket_id.in_(select(Ticket.id).where(own_ticket(p))),
+        assigned=lambda p: TicketEvent.ticket_id.in_(select(Ticket.id).where(Ticket.assignee_id == p.user_id)),
+    ),
     # Notifications are personal: nobody, whatever their role, reads another user's.
     Notification: RowRule("Notification", own=lambda p: Notification.user_id == p.user_id),
 }
@@ -219,12 +241,23 @@ def predicate(model: type[Any], permissions: Permissions, action: str = "read") 
         return false()
     domains = permissions.domains(rule.obj, action) if rule.staff is not None else ()
     own = rule.own is not None and (model is Notification or permissions.anywhere(rule.obj, f"{action}_own"))
-    return _predicate(model, domains, principal if own else None, local_today())  # type: ignore[arg-type]  # classes are hashable
+    assigned = rule.assigned is not None and permissions.anywhere(rule.obj, f"{action}_assigned")
+    return _predicate(
+        model,  # type: ignore[arg-type]  # classes are hashable
+        domains,
+        principal if own else None,
+        principal if assigned else None,
+        local_today(),
+    )
 
 
 @lru_cache(maxsize=4096)
 def _predicate(
-    model: type[Any], domains: tuple[str, ...], own_principal: Principal | None, today: dt.date
+    model: type[Any],
+    domains: tuple[str, ...],
+    own_principal: Principal | None,
+    assigned_principal: Principal | None,
+    today: dt.date,
 ) -> ColumnElement[bool]:
     """SQL expressions are immutable: one is built per (model, domains, principal, day) and
     reused by every request of that caller that day (``today`` is in the key because the
@@ -235,6 +268,8 @@ def _predicate(
         clauses.append(rule.staff(domains))
     if own_principal is not None and rule.own is not None:
         clauses.append(rule.own(own_principal))
+    if assigned_principal is not None and rule.assigned is not None:
+        clauses.append(rule.assigned(assigned_principal))
     if not clauses:
         return false()
     return or_(*clauses) if len(clauses) > 1 else clauses[0]

@@ -43,6 +43,9 @@ from backend.property.models import (
     UnitStatus,
     UnitUsage,
 )
+from backend.seed_dispatch import ensure_demo_dispatch
+from backend.seed_tickets import ensure_demo_tickets
+from backend.tickets.models import Ticket
 
 RANDOM_SEED = 20261123
 DEMO_PASSWORD = "demo1234"
@@ -87,6 +90,7 @@ class SeedReport:
     fee_items: SeedCount = field(default_factory=SeedCount)
     bills: SeedCount = field(default_factory=SeedCount)
     payments: SeedCount = field(default_factory=SeedCount)
+    tickets: SeedCount = field(default_factory=SeedCount)
 
     def counts(self) -> dict[str, SeedCount]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -583,12 +587,34 @@ async def seed_demo(session: AsyncSession) -> SeedReport:
         estate_paths[estate.code] = estate.org_path
         unit_ids = await _ensure_property(session, estate, plan, report)
         await _ensure_people(session, estate, plan, unit_ids, report)
+    bills_before = await _all_bills(session)
     users = await _ensure_users(session, report)
     await _ensure_role_grants(session, users, org_units, estate_paths, report)
     await _ensure_devices(session, report)
     await _ensure_credentials(session, users, report)
     await _ensure_billing(session, report)
+    report.tickets.existing = await _ticket_count(session)
+    await ensure_demo_tickets(session)
+    report.tickets.created = await _ticket_count(session) - report.tickets.existing
+    await ensure_demo_dispatch(session)
+    # The demo's history is not news: what it would have pushed live (notifications of its
+    # old tickets) is already in the users' lists, and is not delivered again at start-up.
+    # Rows this transaction wrote carry its start time, now().
+    await session.execute(
+        text("UPDATE outbox SET dispatched_at = now() WHERE dispatched_at IS NULL AND created_at = now()")
+    )
+    # Bills come from billing and from the demo's paid repairs: counted once, here.
+    report.bills.existing = bills_before
+    report.bills.created = await _all_bills(session) - bills_before
     return report
+
+
+async def _all_bills(session: AsyncSession) -> int:
+    return int(await session.scalar(select(func.count()).select_from(Bill)) or 0)
+
+
+async def _ticket_count(session: AsyncSession) -> int:
+    return int(await session.scalar(select(func.count()).select_from(Ticket)) or 0)
 
 
 # Fee items of every demo estate: (code, name, kind, method, cycle, usages billed, rate).
@@ -660,7 +686,6 @@ async def _ensure_billing(session: AsyncSession, report: SeedReport) -> None:
             report.fee_items.created += 1
         await session.flush()
         this_month = local_today().replace(day=1)
-        bills_before = await _bill_count(session, estate.id)
         await session.execute(_DEMO_METERS, {"estate_id": estate.id, "since": BILLING_SINCE})
         first = this_month.year * 12 + this_month.month - 1 - MONTHS_BILLED
         await session.execute(
@@ -671,9 +696,6 @@ async def _ensure_billing(session: AsyncSession, report: SeedReport) -> None:
             index = this_month.year * 12 + this_month.month - 1 - back
             month = dt.date(index // 12, index % 12 + 1, 1)
             await generate_bills(session=session, estate=estate, month=month, actor_id=None, request_id="seed")
-        bills_after = await _bill_count(session, estate.id)
-        report.bills.existing += bills_before
-        report.bills.created += bills_after - bills_before
         report.payments.existing += int(
             await session.scalar(
                 select(func.count()).where(Payment.estate_id == estate.id, Payment.idempotency_key.startswith("seed:"))
@@ -682,10 +704,6 @@ async def _ensure_billing(session: AsyncSession, report: SeedReport) -> None:
         )
         report.payments.created += await _settle_demo_bills(session, estate, this_month)
         await _waive_demo_bills(session, estate, this_month)
-
-
-async def _bill_count(session: AsyncSession, estate_id: int) -> int:
-    return int(await session.scalar(select(func.count()).where(Bill.estate_id == estate_id)) or 0)
 
 
 # A water and an electricity meter for every unit billed by them, installed when billing began.

@@ -25,6 +25,7 @@ from backend.notifications.models import Announcement, Notification
 from backend.people.models import Occupancy, Person
 from backend.property.models import Building, Entrance, Estate, OrgUnit, Unit
 from backend.settings import Settings
+from backend.tickets.models import Ticket
 from schema.accounts.mutations import AccountsMutation
 from schema.accounts.queries import AccountsQuery
 from schema.accounts.types import NotificationType, UserType, ViewerType
@@ -45,6 +46,10 @@ from schema.people.types import OccupancyType, PersonType
 from schema.property.mutations import PropertyImportMutation, PropertyMutation
 from schema.property.queries import PropertyQuery
 from schema.property.types import BuildingType, EntranceType, EstateType, OrgUnitType, UnitType
+from schema.tickets.mutations import TicketsMutation
+from schema.tickets.queries import TicketsQuery
+from schema.tickets.subscription import TicketsSubscription
+from schema.tickets.types import TicketType
 from schema.tickets_admin.mutations import TicketsAdminMutation
 from schema.tickets_admin.queries import TicketsAdminQuery
 
@@ -64,6 +69,7 @@ NODE_MODELS: dict[str, type[Any]] = {
     "Payment": Payment,
     "Meter": Meter,
     "MeterReading": MeterReading,
+    "Ticket": Ticket,
 }
 
 
@@ -97,6 +103,7 @@ Query = merge_types(
         MeterQuery,
         NotificationsQuery,
         TicketsAdminQuery,
+        TicketsQuery,
     ),
 )
 Mutation = merge_types(
@@ -112,9 +119,10 @@ Mutation = merge_types(
         MeterMutation,
         NotificationsMutation,
         TicketsAdminMutation,
+        TicketsMutation,
     ),
 )
-Subscription = merge_types("Subscription", (NotificationsSubscription,))
+Subscription = merge_types("Subscription", (NotificationsSubscription, TicketsSubscription))
 
 TYPES = [
     OrgUnitType,
@@ -131,6 +139,7 @@ TYPES = [
     FeeItemType,
     MeterType,
     MeterReadingType,
+    TicketType,
 ]
 
 

@@ -95,7 +95,9 @@ def record_event(
     from_status: TicketStatus | None = None,
     to_status: TicketStatus | None = None,
     data: dict[str, Any] | None = None,
+    at: dt.datetime | None = None,
 ) -> TicketEvent:
+    """Add an event to the ticket's history; ``at`` defaults to the database's now()."""
     event = TicketEvent(
         ticket_id=ticket.id,
         type=type_,
@@ -105,6 +107,8 @@ def record_event(
         note=note,
         data=data or {},
     )
+    if at is not None:
+        event.created_at = at
     session.add(event)
     return event
 
@@ -164,6 +168,7 @@ async def transition(
         from_status=before,
         to_status=target,
         data=data,
+        at=now,
     )
     await session.flush()
     return ticket, event

@@ -188,6 +188,7 @@ async def open_ticket(
         actor_id=actor_id,
         to_status=TicketStatus.NEW,
         data={"channel": new.channel.name, "priority": new.priority.name, "category": category.code},
+        at=now,
     )
     await session.flush()
     return ticket

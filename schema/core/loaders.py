@@ -93,6 +93,10 @@ class Loaders:
         self._ctx = ctx
         self._loaders: dict[tuple[type[Any], str], DataLoader[Any, Any]] = {}
 
+    def reset(self) -> None:
+        """Forget what was loaded: a subscription's later events must not see earlier values."""
+        self._loaders.clear()
+
     @property
     def roles_by_user(self) -> DataLoader[int, list[tuple[str, Any]]]:
         loader = self._loaders.get((Loaders, "roles_by_user"))
@@ -127,6 +131,25 @@ class Loaders:
                 for bill in rows:
                     grouped[bill.unit_id].append(bill)
                 return [grouped[unit_id] for unit_id in unit_ids]
+
+            loader = DataLoader(load_fn=load)
+            self._loaders[key] = loader
+        return loader
+
+    @property
+    def bill_by_ticket(self) -> DataLoader[int, Any]:
+        """A ticket's REPAIR bill, if the caller may see it (a technician sees the ticket, not the bill)."""
+        key = (Loaders, "bill_by_ticket")
+        loader = self._loaders.get(key)
+        if loader is None:
+            from backend.billing.models import Bill
+
+            ctx = self._ctx
+
+            async def load(ticket_ids: Sequence[int]) -> list[Any]:
+                statement = select(Bill).where(Bill.ticket_id.in_(ticket_ids), predicate(Bill, ctx.permissions))
+                by_ticket = {bill.ticket_id: bill for bill in (await ctx.session.scalars(statement)).all()}
+                return [by_ticket.get(ticket_id) for ticket_id in ticket_ids]
 
             loader = DataLoader(load_fn=load)
             self._loaders[key] = loader

@@ -748,6 +748,9 @@ def test_the_matrix_covers_every_root_field() -> None:
     covered_queries |= {"meters"}  # tests/billing/test_meters.py
     # Ticket dispatch and SLA: tests/tickets_sla/test_sla_settings_api.py, test_sla_stats.py.
     covered_queries |= {"slaRules", "ticketStats"}
+    # Tickets: tests/tickets/test_transition_matrix.py (every step × status × role),
+    # test_submit.py, test_steps.py (contact-phone mask, scope), test_queries.py.
+    covered_queries |= {"tickets", "ticketCategories"}
     covered_mutations = {
         "createEstate",
         "createBuilding",
@@ -779,6 +782,16 @@ def test_the_matrix_covers_every_root_field() -> None:
         "setSlaRule",  # tests/tickets_sla/test_sla_settings_api.py
         "setTechnicianSkills",
         "setEstateAutoAssign",
+        "submitTicket",  # tests/tickets/test_submit.py
+        "assignTicket",  # tests/tickets/test_transition_matrix.py: every step × status × role
+        "startTicket",
+        "holdTicket",
+        "resolveTicket",
+        "closeTicket",
+        "cancelTicket",
+        "reopenTicket",
+        "rateTicket",
+        "commentTicket",
     }
     # when
     queries = {f.graphql_name or _camel(f.python_name) for f in Query.__strawberry_definition__.fields}

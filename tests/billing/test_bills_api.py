@@ -75,10 +75,10 @@ async def test_an_owner_sees_the_bills_of_their_own_unit_only(as_user: Any) -> N
     # when
     data = await owner.data(OWN_BILLS)
     # then: a year of property fee (monthly), garbage fee (quarterly), water and electricity
-    # (metered, monthly up to last month) for 1-1-101
+    # (metered, monthly up to last month) for 1-1-101, and the demo's paid repair
     edges = data["bills"]["edges"]
     assert {e["node"]["unit"]["code"] for e in edges} == {"1-1-101"}
-    assert {e["node"]["feeItem"]["code"] for e in edges} == {"PF01", "GB01", "WA01", "EL01"}
+    assert {e["node"]["feeItem"]["code"] for e in edges} == {"PF01", "GB01", "WA01", "EL01", "RP01"}
     assert sum(e["node"]["feeItem"]["code"] == "WA01" for e in edges) == 12
     assert sum(e["node"]["feeItem"]["code"] == "PF01" for e in edges) == 12
     assert {e["node"]["amount"] for e in edges if e["node"]["feeItem"]["code"] == "PF01"} == {"223.90"}
@@ -194,12 +194,12 @@ FEE_ITEMS = "query { feeItems(first: 50) { edges { node { code method cycle } } 
 @pytest.mark.parametrize(
     ("username", "expected"),
     [
-        ("admin", 15),  # five items in each of the three estates
-        ("finance.north", 10),
-        ("cs.a", 5),
+        ("admin", 16),  # five items in each of the three estates, and DEMO-A's repairs (RP01)
+        ("finance.north", 11),
+        ("cs.a", 6),
         ("tech.a", 0),
         ("supervisor.south", 0),
-        ("owner.a1", 4),  # the items their unit is billed: property, garbage, water, electricity
+        ("owner.a1", 5),  # the items their unit is billed: property, garbage, water, electricity, a repair
     ],
 )
 async def test_fee_items_follow_the_scope(as_user: Any, username: str, expected: int) -> None:
