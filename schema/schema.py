@@ -20,6 +20,7 @@ from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
 from backend.accounts.models import User
+from backend.assets.models import Asset, MaintenancePlan, MaintenanceRecord
 from backend.billing.models import Bill, FeeItem, Meter, MeterReading, Payment
 from backend.notifications.models import Announcement, Notification
 from backend.people.models import Occupancy, Person
@@ -28,6 +29,8 @@ from backend.settings import Settings
 from schema.accounts.mutations import AccountsMutation
 from schema.accounts.queries import AccountsQuery
 from schema.accounts.types import NotificationType, UserType, ViewerType
+from schema.assets.schema import AssetsMutation, AssetsQuery
+from schema.assets.types import AssetType, MaintenancePlanType, MaintenanceRecordType
 from schema.billing.meters import MeterMutation, MeterQuery, MeterReadingType, MeterType
 from schema.billing.mutations import BillingMutation, FeeItemMutation, RefundMutation
 from schema.billing.queries import BillingQuery
@@ -62,6 +65,9 @@ NODE_MODELS: dict[str, type[Any]] = {
     "Payment": Payment,
     "Meter": Meter,
     "MeterReading": MeterReading,
+    "Asset": Asset,
+    "MaintenancePlan": MaintenancePlan,
+    "MaintenanceRecord": MaintenanceRecord,
 }
 
 
@@ -85,7 +91,8 @@ class CoreQuery:
 
 
 Query = merge_types(
-    "Query", (CoreQuery, AccountsQuery, PropertyQuery, PeopleQuery, BillingQuery, MeterQuery, NotificationsQuery)
+    "Query",
+    (CoreQuery, AccountsQuery, PropertyQuery, PeopleQuery, BillingQuery, MeterQuery, NotificationsQuery, AssetsQuery),
 )
 Mutation = merge_types(
     "Mutation",
@@ -99,6 +106,7 @@ Mutation = merge_types(
         RefundMutation,
         MeterMutation,
         NotificationsMutation,
+        AssetsMutation,
     ),
 )
 Subscription = merge_types("Subscription", (NotificationsSubscription,))
@@ -118,6 +126,9 @@ TYPES = [
     FeeItemType,
     MeterType,
     MeterReadingType,
+    AssetType,
+    MaintenancePlanType,
+    MaintenanceRecordType,
 ]
 
 
