@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import structlog
 from sqlalchemy import String, and_, cast, exists, literal, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -35,6 +36,8 @@ from backend.property.models import Estate
 from backend.tickets.lifecycle import Action, transition
 from backend.tickets.models import Ticket, TicketChannel, TicketKind, TicketPriority, TicketStatus
 from backend.tickets.service import NewTicket, open_ticket
+
+log = structlog.get_logger(__name__)
 
 MAX_CHECKLIST_ITEMS = 50
 MAX_INTERVAL_DAYS = 3660
@@ -380,7 +383,8 @@ async def open_due_occurrences(
             async with sessionmaker() as session, session.begin():
                 ticket = await open_occurrence(session, plan_id, today=today, zone=zone)
                 ticket_id = ticket.id if ticket is not None else None
-        except Exception:  # one bad plan does not stop the others; logged by the caller
+        except Exception:  # one bad plan does not stop the others
+            log.exception("maintenance.occurrence_failed", plan_id=plan_id, day=today.isoformat())
             report.failed += 1
             continue
         if ticket_id is None:
