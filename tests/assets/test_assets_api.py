@@ -70,11 +70,14 @@ async def test_a_manager_registers_an_asset_with_all_its_fields(as_user: Any, ru
         "building": {"code": "1"}, "parent": {"code": "AS-CTRL-1"}, "children": [],
     }  # fmt: skip
     async with runtime.sessionmaker() as session:
-        stored = await session.scalar(select(Asset).where(Asset.code == "AS-PUMP-01", Asset.estate_id == site.estate.id))
+        stored = await session.scalar(
+            select(Asset).where(Asset.code == "AS-PUMP-01", Asset.estate_id == site.estate.id)
+        )
         audited = await session.scalar(
             select(func.count()).where(AuditEntry.action == "asset.create", AuditEntry.target_id == str(stored.id))
         )
-    assert stored is not None and stored.company_id == int(site.estate.org_path.split("/")[1])
+    assert stored is not None
+    assert stored.company_id == int(site.estate.org_path.split("/")[1])
     assert audited == 1
     children = await manager.data(
         "query($id: ID!) { node(id: $id) { ... on Asset { children { code } } } }", {"id": parent.gid}
@@ -197,7 +200,8 @@ async def test_retiring_stops_the_assets_own_plans_and_freezes_it(as_user: Any, 
     edit = await admin.data(UPDATE_ASSET, {"input": {"assetId": asset.gid, "name": "改名"}})
     # then
     payload = body["retireAsset"]
-    assert payload["errors"] == [] and payload["asset"]["status"] == "RETIRED"
+    assert payload["errors"] == []
+    assert payload["asset"]["status"] == "RETIRED"
     assert payload["asset"]["retiredAt"] is not None
     assert codes(again["retireAsset"]) == ["ASSET_RETIRED"]
     assert codes(edit["updateAsset"]) == ["ASSET_RETIRED"]
@@ -207,7 +211,8 @@ async def test_retiring_stops_the_assets_own_plans_and_freezes_it(as_user: Any, 
         )).all())  # fmt: skip
         stored = await session.get(Asset, asset.id)
     assert active == {"单梯保养": False, "全部电梯": True}
-    assert stored is not None and (stored.status, stored.name) == (AssetStatus.RETIRED, "设备 AS-RET-1")
+    assert stored is not None
+    assert (stored.status, stored.name) == (AssetStatus.RETIRED, "设备 AS-RET-1")
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -346,7 +351,8 @@ async def test_the_demo_equipment_is_made_once(runtime: Any, demo_assets: int) -
         again = await ensure_demo_assets(session)
         after = await session.scalar(select(func.count()).select_from(Asset))
     # then
-    assert again == 0 and before == after
+    assert again == 0
+    assert before == after
     async with runtime.sessionmaker() as session:
         estates = (await session.scalars(select(Estate.code).where(Estate.code.like("DEMO-%")))).all()
     assert set(estates) >= {"DEMO-A", "DEMO-B", "DEMO-C"}
