@@ -79,7 +79,7 @@ query($filter: MaintenancePlanFilter) {
 }
 """
 
-DUE = """
+MAINTENANCE_DUE = """
 query($estateId: ID!, $withinDays: Int!) {
   maintenanceDue(estateId: $estateId, withinDays: $withinDays) {
     plan { id name } dueDate overdue daysUntilDue openTicketId openTicketNumber openTicketStatus
