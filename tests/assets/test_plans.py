@@ -506,3 +506,51 @@ async def test_the_demo_plans_include_due_and_overdue_ones(as_user: Any, runtime
     assert [(d["plan"]["name"], d["overdue"], d["daysUntilDue"]) for d in due] == [
         ("水泵季度检查", True, -3), ("电梯半月保", False, 2)
     ]  # fmt: skip
+
+
+HISTORY = """
+query($filter: AssetFilter) {
+  assets(first: 100, filter: $filter) { edges { node {
+    code ticketIds openTicketCount estate { code } building { code } parent { code } children { code }
+    maintenanceRecords { ticketId notes performedBy { username } plan { name } checklistResults { item ok note } }
+  } } }
+}
+"""
+
+
+async def test_an_assets_history_shows_its_records_and_tickets_in_a_fixed_number_of_statements(
+    as_user: Any, runtime: Any, site: Site, count_statements: Any
+) -> None:
+    # given an elevator maintained once (its ticket resolved) with a second occurrence open
+    asset = await _asset(runtime, site, "AS-HIST-1")
+    plan = await _plan(runtime, site, asset_id=asset.id, due=dt.date(2026, 3, 15))
+    done = await _resolved_occurrence(runtime, plan)
+    tech = await _user_id(runtime, "tech.a")
+    async with runtime.sessionmaker() as session, session.begin():
+        fresh = await session.get(Ticket, done.id)
+        assert fresh is not None
+        await plans.complete_occurrence(session, fresh, checklist=_answers(False), notes="门锁磨损", actor_id=tech,
+                                        now=dt.datetime(2026, 3, 16, 10, tzinfo=ZoneInfo(ZONE)), zone=ZONE)  # fmt: skip
+    async with runtime.sessionmaker() as session, session.begin():
+        following = await plans.open_occurrence(session, plan.id, today=dt.date(2026, 3, 31), zone=ZONE)
+        assert following is not None
+        following_id = following.id
+    client = await as_user("manager.north")
+    # when
+    count_statements.statements.clear()
+    one = (await client.data(HISTORY, {"filter": {"search": "AS-HIST-1"}}))["assets"]["edges"]
+    few = count_statements.count
+    for n in range(2, 8):
+        await _asset(runtime, site, f"AS-HIST-{n}")
+    count_statements.statements.clear()
+    many = (await client.data(HISTORY, {"filter": {"estateId": site.estate.gid}}))["assets"]["edges"]
+    # then
+    assert one[0]["node"]["ticketIds"] == [to_global_id("Ticket", following_id), to_global_id("Ticket", done.id)]
+    assert one[0]["node"]["openTicketCount"] == 1
+    assert one[0]["node"]["maintenanceRecords"] == [{
+        "ticketId": to_global_id("Ticket", done.id), "notes": "门锁磨损", "performedBy": {"username": "tech.a"},
+        "plan": {"name": "电梯半月保"}, "checklistResults": _answers(False),
+    }]  # fmt: skip
+    assert len(many) == 7
+    assert count_statements.count == few
+    assert few <= 8, count_statements.statements
