@@ -161,9 +161,7 @@ async def _flush_unique(session: AsyncSession, asset: Asset, *, new: bool) -> No
 async def create_asset(
     session: AsyncSession, *, estate: Estate, data: AssetData, actor_id: int | None, request_id: str | None
 ) -> Asset:
-    values = _normalise(
-        {name: getattr(data, name) for name in UPDATABLE if name not in ("status",)} | {"status": data.status}
-    )
+    values = _normalise({name: getattr(data, name) for name in UPDATABLE})
     await _check_building(session, estate.id, values["building_id"])
     await _check_parent(session, estate.id, values["parent_id"], None)
     _check_dates(values["install_date"], values["warranty_until"])
