@@ -18,6 +18,7 @@ from sqlalchemy import ColumnElement, Select, String, and_, any_, cast, exists, 
 from authz.models import CasbinRule
 from authz.principal import Permissions, Principal
 from backend.accounts.models import User
+from backend.assets.models import Asset, MaintenancePlan, MaintenanceRecord
 from backend.billing.models import (
     Bill,
     BillLine,
@@ -228,6 +229,20 @@ RULES: dict[type[Any], RowRule] = {
         staff=lambda d: TicketEvent.ticket_id.in_(select(Ticket.id).where(Ticket.estate_id.in_(estates_under(d)))),
         own=lambda p: TicketEvent.ticket_id.in_(select(Ticket.id).where(own_ticket(p))),
         assigned=lambda p: TicketEvent.ticket_id.in_(select(Ticket.id).where(Ticket.assignee_id == p.user_id)),
+    ),
+    # The equipment register: staff of the estate (policy: managers, customer service,
+    # technicians, guards, supervisors); residents see no assets, plans or records.
+    Asset: RowRule("Asset", staff=lambda d: Asset.estate_id.in_(estates_under(d))),
+    MaintenancePlan: RowRule("MaintenancePlan", staff=lambda d: MaintenancePlan.estate_id.in_(estates_under(d))),
+    # A maintenance record is part of its asset's (or plan's) history: seen with the asset.
+    MaintenanceRecord: RowRule(
+        "Asset",
+        staff=lambda d: or_(
+            MaintenanceRecord.asset_id.in_(select(Asset.id).where(Asset.estate_id.in_(estates_under(d)))),
+            MaintenanceRecord.plan_id.in_(
+                select(MaintenancePlan.id).where(MaintenancePlan.estate_id.in_(estates_under(d)))
+            ),
+        ),
     ),
     # Notifications are personal: nobody, whatever their role, reads another user's.
     Notification: RowRule("Notification", own=lambda p: Notification.user_id == p.user_id),

@@ -593,6 +593,9 @@ async def seed_demo(session: AsyncSession) -> SeedReport:
     await _ensure_devices(session, report)
     await _ensure_credentials(session, users, report)
     await _ensure_billing(session, report)
+    from backend.seed_assets import ensure_demo_assets  # it reads this module's demo devices
+
+    await ensure_demo_assets(session)
     report.tickets.existing = await _ticket_count(session)
     await ensure_demo_tickets(session)
     report.tickets.created = await _ticket_count(session) - report.tickets.existing

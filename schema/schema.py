@@ -20,6 +20,7 @@ from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
 from backend.accounts.models import User
+from backend.assets.models import Asset, MaintenancePlan, MaintenanceRecord
 from backend.billing.models import Bill, FeeItem, Meter, MeterReading, Payment
 from backend.notifications.models import Announcement, Notification
 from backend.people.models import Occupancy, Person
@@ -29,6 +30,8 @@ from backend.tickets.models import Ticket
 from schema.accounts.mutations import AccountsMutation
 from schema.accounts.queries import AccountsQuery
 from schema.accounts.types import NotificationType, UserType, ViewerType
+from schema.assets.schema import AssetsMutation, AssetsQuery
+from schema.assets.types import AssetType, MaintenancePlanType, MaintenanceRecordType
 from schema.billing.meters import MeterMutation, MeterQuery, MeterReadingType, MeterType
 from schema.billing.mutations import BillingMutation, FeeItemMutation, RefundMutation
 from schema.billing.queries import BillingQuery
@@ -70,6 +73,9 @@ NODE_MODELS: dict[str, type[Any]] = {
     "Meter": Meter,
     "MeterReading": MeterReading,
     "Ticket": Ticket,
+    "Asset": Asset,
+    "MaintenancePlan": MaintenancePlan,
+    "MaintenanceRecord": MaintenanceRecord,
 }
 
 
@@ -104,6 +110,7 @@ Query = merge_types(
         NotificationsQuery,
         TicketsAdminQuery,
         TicketsQuery,
+        AssetsQuery,
     ),
 )
 Mutation = merge_types(
@@ -120,6 +127,7 @@ Mutation = merge_types(
         NotificationsMutation,
         TicketsAdminMutation,
         TicketsMutation,
+        AssetsMutation,
     ),
 )
 Subscription = merge_types("Subscription", (NotificationsSubscription, TicketsSubscription))
@@ -140,6 +148,9 @@ TYPES = [
     MeterType,
     MeterReadingType,
     TicketType,
+    AssetType,
+    MaintenancePlanType,
+    MaintenanceRecordType,
 ]
 
 

@@ -13,7 +13,9 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from backend.db import Base, created_at_column, enum_column
 
 if TYPE_CHECKING:
+    from backend.accounts.models import User
     from backend.property.models import Building, Estate
+    from backend.tickets.models import Ticket
 
 
 class AssetType(enum.Enum):
@@ -65,6 +67,12 @@ class Asset(Base):
     estate: Mapped[Estate] = relationship(lazy="raise")
     building: Mapped[Building | None] = relationship(lazy="raise")
     parent: Mapped[Asset | None] = relationship(lazy="raise", remote_side=[id])
+    # Read-only views for the GraphQL layer (no schema change).
+    children: Mapped[list[Asset]] = relationship(lazy="raise", viewonly=True, order_by="Asset.id")
+    tickets: Mapped[list[Ticket]] = relationship(lazy="raise", viewonly=True, order_by="Ticket.id.desc()")
+    maintenance_records: Mapped[list[MaintenanceRecord]] = relationship(
+        lazy="raise", viewonly=True, order_by="MaintenanceRecord.performed_at.desc()"
+    )
 
     __table_args__ = (
         UniqueConstraint("company_id", "code"),
@@ -101,6 +109,7 @@ class MaintenancePlan(Base):
 
     asset: Mapped[Asset | None] = relationship(lazy="raise")
     estate: Mapped[Estate] = relationship(lazy="raise")
+    assignee: Mapped[User | None] = relationship(lazy="raise", foreign_keys=[assignee_id], viewonly=True)
 
     __table_args__ = (
         CheckConstraint("(asset_id IS NULL) <> (asset_type IS NULL)", name="one_asset_or_a_type"),
@@ -132,3 +141,7 @@ class MaintenanceRecord(Base):
     checklist_results: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list)
     notes: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[dt.datetime] = created_at_column()
+
+    plan: Mapped[MaintenancePlan | None] = relationship(lazy="raise", viewonly=True)
+    asset: Mapped[Asset | None] = relationship(lazy="raise", viewonly=True)
+    performed_by: Mapped[User | None] = relationship(lazy="raise", viewonly=True)

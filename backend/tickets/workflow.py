@@ -9,7 +9,6 @@ read, so two concurrent steps on one ticket cannot both succeed.
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -224,10 +223,15 @@ async def resolve(
         body = f"{ticket.title}；维修费 ¥{total}，请在账单中支付"
     if ticket.maintenance_plan_id is not None:
         # The assets side records the maintenance and schedules the next occurrence.
-        plans: Any = importlib.import_module("backend.assets.plans")
-        await plans.complete_occurrence(
-            session, ticket, checklist=resolution.checklist or [], notes=resolution.notes, actor_id=actor_id
-        )
+        from backend.assets import plans
+        from backend.assets.errors import AssetError
+
+        try:
+            await plans.complete_occurrence(
+                session, ticket, checklist=resolution.checklist or [], notes=resolution.notes, actor_id=actor_id
+            )
+        except AssetError as exc:  # a checklist that does not answer the plan's: nothing is resolved
+            raise TicketError(TicketErrorCode.INVALID_INPUT, exc.message, exc.field or "checklist") from exc
     await _tell_reporter(session, ticket, event, f"工单 {ticket.number} 已处理完成", body)
     return ticket, event
 

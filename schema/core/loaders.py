@@ -155,6 +155,14 @@ class Loaders:
             self._loaders[key] = loader
         return loader
 
+    def keyed(self, key: str, load_fn: Any) -> DataLoader[Any, Any]:
+        """A DataLoader of the request for ``key``, made from ``load_fn`` on first use."""
+        loader = self._loaders.get((Loaders, key))
+        if loader is None:
+            loader = DataLoader(load_fn=load_fn)
+            self._loaders[(Loaders, key)] = loader
+        return loader
+
     def for_relation(self, model: type[Any], attribute: str) -> DataLoader[Any, Any]:
         key = (model, attribute)
         loader = self._loaders.get(key)

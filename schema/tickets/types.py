@@ -17,6 +17,7 @@ from schema.core.types import orm_type
 
 if TYPE_CHECKING:
     from schema.accounts.types import UserType
+    from schema.assets.types import AssetType
     from schema.billing.types import BillType
     from schema.core.context import Context
     from schema.property.types import EstateType, UnitType
@@ -78,6 +79,9 @@ class TicketType(Node):
         description="The reporter's unit; null for a public area of the estate."
     )
     estate: Annotated[EstateType, strawberry.lazy("schema.property.types")]
+    asset: Annotated[AssetType, strawberry.lazy("schema.assets.types")] | None = strawberry.field(
+        description="The equipment concerned, if any (null for callers who may not see assets)."
+    )
     reporter: Annotated[UserType, strawberry.lazy("schema.accounts.types")] | None = strawberry.field(
         description="The account that reported it (staff reporting on someone's behalf: that person's account, if any)."
     )
@@ -130,6 +134,7 @@ class TicketUpdate:
 register_relation(models.Ticket, "category", Relation("category"))
 register_relation(models.Ticket, "unit", Relation("unit"))
 register_relation(models.Ticket, "estate", Relation("estate"))
+register_relation(models.Ticket, "asset", Relation("asset"))
 register_relation(models.Ticket, "reporter", Relation("reporter"))
 register_relation(models.Ticket, "assignee", Relation("assignee"))
 register_relation(models.Ticket, "events", Relation("events"))
