@@ -6,6 +6,7 @@ Rules apply to tickets opened afterwards; open tickets keep the deadlines they w
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from sqlalchemy import delete, select, text, update
@@ -198,3 +199,51 @@ async def set_auto_assign(
         detail={"enabled": enabled},
     )
     await session.flush()
+
+
+_CATEGORY_CODE = re.compile(r"^[a-z][a-z0-9_]{1,31}$")
+
+
+async def set_category(
+    session: AsyncSession,
+    *,
+    company_id: int,
+    code: str,
+    name: str,
+    active: bool,
+    sort_order: int | None,
+    actor_id: int,
+    request_id: str | None,
+) -> TicketCategory:
+    """Add a category to the company's list, or rename, reorder, retire (``active`` false) or
+    bring back one. Tickets keep their category; a retired one is no longer offered."""
+    code = code.strip().lower()
+    name = name.strip()
+    if not _CATEGORY_CODE.fullmatch(code):
+        raise TicketError(TicketErrorCode.INVALID_INPUT, "A code of 2-32 lower-case letters, digits, _.", "code")
+    if not 1 <= len(name) <= 64:
+        raise TicketError(TicketErrorCode.INVALID_INPUT, "A name of 1 to 64 characters.", "name")
+    await ensure_categories(session, company_id)
+    values: dict[str, object] = {"name": name, "active": active}
+    if sort_order is not None:
+        values["sort_order"] = sort_order
+    statement = (
+        insert(TicketCategory)
+        .values(company_id=company_id, code=code, sort_order=sort_order if sort_order is not None else 100, **{
+            "name": name, "active": active})
+        .on_conflict_do_update(index_elements=["company_id", "code"], set_=values)
+        .returning(TicketCategory.id)
+    )  # fmt: skip
+    category_id = await session.scalar(statement)
+    category = await session.get(TicketCategory, category_id, populate_existing=True)
+    assert category is not None
+    await audit.record(
+        session,
+        actor_user_id=actor_id,
+        action="ticket.category.set",
+        target_type="OrgUnit",
+        target_id=company_id,
+        request_id=request_id,
+        detail={"code": code, "name": name, "active": active, "sortOrder": sort_order},
+    )
+    return category

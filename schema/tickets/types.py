@@ -34,6 +34,8 @@ ReturnVisitOutcome = strawberry.enum(models.ReturnVisitOutcome, name="ReturnVisi
 class TicketCategoryType:
     code: str
     name: str
+    active: bool = strawberry.field(description="Offered to reporters; a retired category stays on old tickets.")
+    sort_order: int
 
 
 @orm_type(models.TicketEvent, name="TicketEvent", description="One step of a ticket's history; never edited.")

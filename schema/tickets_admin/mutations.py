@@ -15,6 +15,7 @@ from schema.accounts.types import UserType
 from schema.core.errors import Forbidden, UserError, user_error
 from schema.core.resolving import Info, authorised_target, estate_own_path, reload_for_payload, unit_of_work
 from schema.property.types import EstateType
+from schema.tickets.types import TicketCategoryType
 from schema.tickets_admin.queries import SETTINGS, caller_company_path, company_id
 from schema.tickets_admin.types import SlaRule, TicketPriority
 
@@ -68,8 +69,48 @@ async def _office_of(session: AsyncSession, user_id: int) -> tuple[str | None, s
     return technician, technician or (grants[0][1].path if grants else "")
 
 
+@strawberry.input
+class SetTicketCategoryInput:
+    code: str = strawberry.field(description="`plumbing`, or a new code: 2-32 lower-case letters, digits, _.")
+    name: str
+    active: bool = True
+    sort_order: int | None = None
+
+
+@strawberry.type
+class TicketCategoryPayload:
+    category: TicketCategoryType | None = None
+    errors: list[UserError] = strawberry.field(default_factory=list)
+
+
 @strawberry.type
 class TicketsAdminMutation:
+    @strawberry.mutation(
+        description="Add, rename, reorder or retire one of the company's ticket categories. Needs "
+        "`TicketSettings update` at the company."
+    )
+    async def set_ticket_category(self, info: Info, input: SetTicketCategoryInput) -> TicketCategoryPayload:
+        ctx = info.context
+        principal = ctx.require_principal()
+        path = caller_company_path(info, SETTINGS, "update")
+        if not ctx.permissions.allows_at(SETTINGS, "update", path):
+            raise Forbidden()
+        try:
+            async with unit_of_work(ctx):
+                category = await sla_rules.set_category(
+                    ctx.session,
+                    company_id=company_id(path),
+                    code=input.code,
+                    name=input.name,
+                    active=input.active,
+                    sort_order=input.sort_order,
+                    actor_id=principal.user_id,
+                    request_id=ctx.request_id,
+                )
+        except TicketError as exc:
+            return TicketCategoryPayload(errors=[user_error(exc.code, exc.message, exc.field)])
+        return TicketCategoryPayload(category=category)  # type: ignore[arg-type]
+
     @strawberry.mutation(
         description="Set the company's deadlines for a priority (and category); applies to tickets opened "
         "afterwards. Needs `TicketSettings update` at the company (admin; a manager granted at the company)."

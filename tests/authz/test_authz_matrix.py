@@ -782,6 +782,7 @@ def test_the_matrix_covers_every_root_field() -> None:
         "recordMeterReadings",
         "correctUnitArea",  # tests/billing/test_area_and_late_fees.py
         "setSlaRule",  # tests/tickets_sla/test_sla_settings_api.py
+        "setTicketCategory",  # tests/tickets_sla/test_ticket_categories.py
         "setTechnicianSkills",
         "setEstateAutoAssign",
         "submitTicket",  # tests/tickets/test_submit.py
