@@ -5,6 +5,7 @@ from __future__ import annotations
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from authz.principal import Principal
 from backend.accounts.models import User
 from backend.accounts.roles import role_assignments
 from backend.property.models import Estate
@@ -83,6 +84,16 @@ class TicketCategoryPayload:
     errors: list[UserError] = strawberry.field(default_factory=list)
 
 
+def _settings_company(info: Info) -> tuple[Principal, int]:
+    """The caller and the company whose ticket settings they change: FORBIDDEN without
+    `TicketSettings update` held at the company itself."""
+    principal = info.context.require_principal()
+    path = caller_company_path(info, SETTINGS, "update")
+    if not info.context.permissions.allows_at(SETTINGS, "update", path):
+        raise Forbidden()
+    return principal, company_id(path)
+
+
 @strawberry.type
 class TicketsAdminMutation:
     @strawberry.mutation(
@@ -91,15 +102,12 @@ class TicketsAdminMutation:
     )
     async def set_ticket_category(self, info: Info, input: SetTicketCategoryInput) -> TicketCategoryPayload:
         ctx = info.context
-        principal = ctx.require_principal()
-        path = caller_company_path(info, SETTINGS, "update")
-        if not ctx.permissions.allows_at(SETTINGS, "update", path):
-            raise Forbidden()
+        principal, company = _settings_company(info)
         try:
             async with unit_of_work(ctx):
                 category = await sla_rules.set_category(
                     ctx.session,
-                    company_id=company_id(path),
+                    company_id=company,
                     code=input.code,
                     name=input.name,
                     active=input.active,
@@ -117,15 +125,12 @@ class TicketsAdminMutation:
     )
     async def set_sla_rule(self, info: Info, input: SetSlaRuleInput) -> SlaRulePayload:
         ctx = info.context
-        principal = ctx.require_principal()
-        path = caller_company_path(info, SETTINGS, "update")
-        if not ctx.permissions.allows_at(SETTINGS, "update", path):
-            raise Forbidden()
+        principal, company = _settings_company(info)
         try:
             async with unit_of_work(ctx):
                 rule = await sla_rules.set_sla_rule(
                     ctx.session,
-                    company_id=company_id(path),
+                    company_id=company,
                     priority=input.priority,
                     category_code=input.category_code,
                     response_minutes=input.response_minutes,
