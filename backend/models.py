@@ -1,8 +1,9 @@
 """Imports every model so that ``Base.metadata`` is complete (Alembic, tests)."""
 
 from authz.models import CasbinRule
-from backend.access.models import Credential
+from backend.access.models import AccessEvent, AccessPoint, Credential, VisitorPass
 from backend.accounts.models import RefreshToken, User
+from backend.alarms.models import Alarm, AlarmEscalation, AlarmEvent, AlarmRule, AlarmRuleState
 from backend.assets.models import Asset, MaintenancePlan, MaintenanceRecord
 from backend.audit.models import AuditEntry
 from backend.billing.models import (
@@ -21,7 +22,7 @@ from backend.billing.models import (
     UnitAreaChange,
 )
 from backend.db import Base
-from backend.devices.models import Device
+from backend.devices.models import DeadLetter, Device, DeviceMessage, TelemetryReading
 from backend.notifications.models import Announcement, AnnouncementEstate, Notification, SmsMessage
 from backend.outbox import OutboxMessage
 from backend.people.models import Occupancy, Person
@@ -37,6 +38,13 @@ from backend.tickets.models import (
 )
 
 __all__ = [
+    "AccessEvent",
+    "AccessPoint",
+    "Alarm",
+    "AlarmEscalation",
+    "AlarmEvent",
+    "AlarmRule",
+    "AlarmRuleState",
     "Announcement",
     "AnnouncementEstate",
     "Asset",
@@ -47,7 +55,9 @@ __all__ = [
     "Building",
     "CasbinRule",
     "Credential",
+    "DeadLetter",
     "Device",
+    "DeviceMessage",
     "DunningNotice",
     "Entrance",
     "Estate",
@@ -71,6 +81,7 @@ __all__ = [
     "SlaRule",
     "SmsMessage",
     "TechnicianSkill",
+    "TelemetryReading",
     "Ticket",
     "TicketCategory",
     "TicketCounter",
@@ -79,4 +90,5 @@ __all__ = [
     "Unit",
     "UnitAreaChange",
     "User",
+    "VisitorPass",
 ]
