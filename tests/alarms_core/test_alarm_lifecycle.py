@@ -104,7 +104,11 @@ async def test_a_cleared_alarm_cannot_be_acknowledged_or_cleared_again(
     # then
     assert caught.value.code is AlarmErrorCode.ILLEGAL_TRANSITION
     async with runtime.sessionmaker() as session:
-        kinds = (await session.scalars(select(AlarmEvent.kind).where(AlarmEvent.alarm_id == change.alarm.id))).all()
+        kinds = (
+            await session.scalars(
+                select(AlarmEvent.kind).where(AlarmEvent.alarm_id == change.alarm.id).order_by(AlarmEvent.id)
+            )
+        ).all()
     assert list(kinds) == [AlarmEventKind.RAISED, AlarmEventKind.CLEARED]
 
 
