@@ -178,6 +178,17 @@ async def _asset_path(info: Info, asset: models.Asset) -> str:
     return await estate_path(info.context.session, asset.estate_id)
 
 
+async def _plan_for(info: Info, plan_id: strawberry.ID, act: str) -> models.MaintenancePlan | None:
+    """The plan a mutation acts on, checked like every mutation target (schema/core/resolving)."""
+
+    async def path(plan: models.MaintenancePlan) -> str:
+        return await _plan_path(info, plan)
+
+    return await authorised_target(
+        info, models.MaintenancePlan, plan_id, type_name="MaintenancePlan", obj="MaintenancePlan", act=act, path_of=path
+    )
+
+
 async def _plan_path(info: Info, plan: models.MaintenancePlan) -> str:
     return await estate_path(info.context.session, plan.estate_id)
 
@@ -437,18 +448,7 @@ class AssetsMutation:
         ctx = info.context
         principal = ctx.require_principal()
 
-        async def path(plan: models.MaintenancePlan) -> str:
-            return await _plan_path(info, plan)
-
-        plan = await authorised_target(
-            info,
-            models.MaintenancePlan,
-            input.plan_id,
-            type_name="MaintenancePlan",
-            obj="MaintenancePlan",
-            act="update",
-            path_of=path,
-        )
+        plan = await _plan_for(info, input.plan_id, "update")
         if plan is None:
             return MaintenancePlanPayload(errors=[_not_found("maintenance plan", "planId")])
         try:
@@ -480,18 +480,7 @@ class AssetsMutation:
         ctx = info.context
         principal = ctx.require_principal()
 
-        async def path(plan: models.MaintenancePlan) -> str:
-            return await _plan_path(info, plan)
-
-        plan = await authorised_target(
-            info,
-            models.MaintenancePlan,
-            input.plan_id,
-            type_name="MaintenancePlan",
-            obj="MaintenancePlan",
-            act="deactivate",
-            path_of=path,
-        )
+        plan = await _plan_for(info, input.plan_id, "deactivate")
         if plan is None:
             return MaintenancePlanPayload(errors=[_not_found("maintenance plan", "planId")])
         try:
