@@ -191,20 +191,21 @@ class DeviceIngest:
 
         at = message.received_at
         payload = message.payload
+        was_online = device.online  # (the UPDATEs below refresh the loaded row)
         changes: list[AlarmChange] = []
         if isinstance(payload, StatusPayload) and not payload.online:
             await session.execute(update(Device).where(Device.id == device.id).values(online=False))
-            if device.online is not False:
+            if was_online is not False:
                 changes.append(await self._raise_offline(session, device, at, "the device went offline (last will)"))
             self._presence(session, device.device_id, online=False)
         else:
             await session.execute(update(Device).where(Device.id == device.id).values(online=True, last_seen_at=at))
-            if device.online is False:
+            if was_online is False:
                 cleared = await clear_open(session, device_id=device.device_id, type_=OFFLINE_ALARM,
                                            note="the device is back", at=at)  # fmt: skip
                 if cleared is not None:
                     changes.append(cleared)
-            if device.online is not True or isinstance(payload, StatusPayload):
+            if was_online is not True or isinstance(payload, StatusPayload):
                 self._presence(session, device.device_id, online=True)
 
         if isinstance(payload, TelemetryPayload):
