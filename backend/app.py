@@ -35,6 +35,7 @@ from backend.settings import Settings
 if TYPE_CHECKING:
     import strawberry
 
+    from backend.devices.ingest import DeviceIngest
     from iot.subscriber import MqttSubscriber
 
 log = structlog.get_logger(__name__)
@@ -104,6 +105,7 @@ class Runtime:
     payment_providers: ProviderRegistry
     metrics: Metrics = field(default_factory=Metrics)
     mqtt: MqttSubscriber | None = None
+    ingest: DeviceIngest | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @property
@@ -305,6 +307,12 @@ def create_app(
         if runtime.mqtt is not None:
             for name, value in runtime.mqtt.metrics().items():
                 lines += [f"# TYPE wuye_mqtt_messages_{name}_total counter", f"wuye_mqtt_messages_{name}_total {value}"]
+        if runtime.ingest is not None:
+            for name, value in runtime.ingest.metrics().items():
+                lines += [f"# TYPE wuye_ingest_{name}_total counter", f"wuye_ingest_{name}_total {value}"]
+            lines.append("# TYPE wuye_mqtt_dead_letters_total counter")
+            for reason, count in sorted(runtime.ingest.dead_letters.items()):
+                lines.append(f'wuye_mqtt_dead_letters_total{{reason="{reason}"}} {count}')
         return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
 
     return Starlette(

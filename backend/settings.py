@@ -73,6 +73,11 @@ class Settings(BaseSettings):
     # MQTT 5 shared-subscription group; empty keeps MQTT 3.1.1 and a plain subscription.
     mqtt_shared_group: str | None = None
     mqtt_topic_root: str = "wuye"
+    # Device payloads larger than this are refused unparsed and kept as TOO_LARGE dead letters.
+    mqtt_max_payload_bytes: int = Field(default=64 * 1024, ge=1024, le=1024 * 1024)
+    # A device silent for longer than this raises a MINOR device_offline alarm (the job runs
+    # every minute); a device's own offline_after_seconds overrides it.
+    device_offline_after_seconds: int = Field(default=600, ge=60)
 
     # Where text messages go. `local` records them in sms_messages without sending
     # (development, demo, tests); a gateway implementation adds its own name here.

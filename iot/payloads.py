@@ -161,7 +161,7 @@ class PayloadError(ValueError):
         kind: MessageKind,
         problems: list[str],
         *,
-        reason: Literal["too_large", "invalid"] = "invalid",
+        reason: Literal["too_large", "malformed", "invalid"] = "invalid",
     ) -> None:
         self.kind = kind
         self.problems = tuple(problems)
@@ -177,18 +177,20 @@ def _summarise(error: ValidationError) -> list[str]:
     return problems[:10]
 
 
-def parse_payload(kind: MessageKind, raw: bytes | bytearray | str) -> Payload:
-    """Validate a raw MQTT payload for ``kind``; raise :class:`PayloadError`."""
+def parse_payload(kind: MessageKind, raw: bytes | bytearray | str, *, max_bytes: int = MAX_PAYLOAD_BYTES) -> Payload:
+    """Validate a raw MQTT payload for ``kind``; raise :class:`PayloadError` (``reason``
+    ``too_large``, ``malformed`` for what is not JSON at all, else ``invalid``)."""
     size = len(raw.encode("utf-8")) if isinstance(raw, str) else len(raw)
-    if size > MAX_PAYLOAD_BYTES:
-        raise PayloadError(kind, [f"payload: larger than {MAX_PAYLOAD_BYTES} bytes"], reason="too_large")
+    if size > max_bytes:
+        raise PayloadError(kind, [f"payload: larger than {max_bytes} bytes"], reason="too_large")
     if size == 0:
-        raise PayloadError(kind, ["payload: empty"])
+        raise PayloadError(kind, ["payload: empty"], reason="malformed")
     model = PAYLOAD_MODELS[kind]
     try:
         payload = model.model_validate_json(raw)
     except ValidationError as exc:
-        raise PayloadError(kind, _summarise(exc)) from None
+        malformed = any(item["type"] == "json_invalid" for item in exc.errors(include_input=False))
+        raise PayloadError(kind, _summarise(exc), reason="malformed" if malformed else "invalid") from None
     return cast(Payload, payload)
 
 

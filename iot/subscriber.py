@@ -47,7 +47,7 @@ import structlog
 from gmqtt import Client as _GmqttClient
 from gmqtt.mqtt.constants import MQTTv50, MQTTv311, PubAckReasonCode
 
-from iot.payloads import Payload, PayloadError, parse_payload
+from iot.payloads import MAX_PAYLOAD_BYTES, Payload, PayloadError, parse_payload
 from iot.topics import (
     DEFAULT_TOPIC_ROOT,
     DeviceTopic,
@@ -66,6 +66,8 @@ __all__ = [
     "DeviceMessage",
     "ForgetFn",
     "Handler",
+    "InvalidFn",
+    "InvalidMessage",
     "MemoryMessageDeduplicator",
     "MqttEndpoint",
     "MqttSubscriber",
@@ -83,6 +85,8 @@ SeenFn = Callable[[str, str], Awaitable[bool]]
 """``seen(device_id, msg_id)``: record the pair, return True if it was already recorded."""
 ForgetFn = Callable[[str, str], Awaitable[None]]
 """``forget(device_id, msg_id)``: drop a record, so a retry of a failed message is handled."""
+InvalidFn = Callable[["InvalidMessage"], Awaitable[None]]
+"""``on_invalid(message)``: keep a message that failed validation (the dead-letter table)."""
 
 _ACK_OK: Final = int(PubAckReasonCode.SUCCESS)
 _ACK_PAYLOAD_INVALID: Final = int(PubAckReasonCode.PAYLOAD_FORMAT_INVALID)
@@ -120,6 +124,24 @@ class DeviceMessage:
     @property
     def msg_id(self) -> str | None:
         return self.payload.msg_id
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidMessage:
+    """A message that failed validation, as the ``on_invalid`` hook receives it.
+
+    ``reason``: ``BAD_TOPIC``, ``MALFORMED`` (not JSON), ``INVALID_PAYLOAD`` (JSON off the
+    contract) or ``TOO_LARGE``; ``detail`` names the problems without the payload's values.
+    """
+
+    topic: str
+    device_id: str | None
+    payload: bytes
+    reason: str
+    detail: str
+
+
+_INVALID_REASONS: Final = {"too_large": "TOO_LARGE", "malformed": "MALFORMED", "invalid": "INVALID_PAYLOAD"}
 
 
 # --------------------------------------------------------------------------- dedup
@@ -269,6 +291,9 @@ class MqttSubscriber:
     always handled one after another, in order).
     ``handler_timeout``: a handler running longer is cancelled and counted as failed,
     so one stuck call cannot stall its devices forever (``None``: no limit).
+    ``on_invalid``: called with every message that fails validation (before it is
+    acknowledged); its failures are logged and never stop the loop.
+    ``max_payload_bytes``: larger payloads are refused unparsed (``TOO_LARGE``).
     ``drain_timeout``: how long :meth:`stop` lets running handlers finish.
 
     Counters for ``/metrics``: ``received``, ``processed``, ``invalid``, ``duplicates``,
@@ -295,6 +320,8 @@ class MqttSubscriber:
         reconnect_max_delay: float = 30.0,
         drain_timeout: float = 5.0,
         handler_timeout: float | None = 60.0,
+        on_invalid: InvalidFn | None = None,
+        max_payload_bytes: int = MAX_PAYLOAD_BYTES,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -321,6 +348,8 @@ class MqttSubscriber:
             self.register(kind, handler)
         self._seen = seen
         self._forget = forget
+        self._on_invalid = on_invalid
+        self._max_payload_bytes = max_payload_bytes
         self._session_expiry = session_expiry_interval
         self._keepalive = keepalive
         self._connect_timeout = connect_timeout
@@ -641,18 +670,27 @@ class MqttSubscriber:
         Never raises for anything a device can send.
         """
         self.received += 1
+        device_topic: DeviceTopic | None = None
         try:
             if not isinstance(topic, str):
                 raise TopicError(topic.decode("utf-8", "replace"), "topic is not valid UTF-8")
             device_topic = parse_topic(topic, root=self._root)
-            parsed = parse_payload(device_topic.kind, payload)
+            parsed = parse_payload(device_topic.kind, payload, max_bytes=self._max_payload_bytes)
         except (TopicError, PayloadError) as exc:
             self.invalid += 1
-            log.warning(
-                "mqtt_message_invalid",
-                topic=_log_topic(topic),
-                error=exc.reason if isinstance(exc, TopicError) else str(exc),
-            )
+            error = exc.reason if isinstance(exc, TopicError) else str(exc)
+            log.warning("mqtt_message_invalid", topic=_log_topic(topic), error=error)
+            if self._on_invalid is not None:
+                reason = "BAD_TOPIC" if isinstance(exc, TopicError) else _INVALID_REASONS[exc.reason]
+                await self._report_invalid(
+                    InvalidMessage(
+                        topic=_log_topic(topic, limit=255),
+                        device_id=device_topic.device_id if device_topic is not None else None,
+                        payload=payload.encode("utf-8", "replace") if isinstance(payload, str) else bytes(payload),
+                        reason=reason,
+                        detail=error,
+                    )
+                )
             return _ACK_PAYLOAD_INVALID
         message = DeviceMessage(topic=device_topic, payload=parsed, retained=retained, redelivered=redelivered)
         # No await before taking the device's lock: tasks reach it in arrival order
@@ -702,6 +740,14 @@ class MqttSubscriber:
             return _ACK_HANDLER_FAILED
         self.processed += 1
         return _ACK_OK
+
+    async def _report_invalid(self, message: InvalidMessage) -> None:
+        assert self._on_invalid is not None
+        try:
+            async with asyncio.timeout(self._handler_timeout):
+                await self._on_invalid(message)
+        except Exception as exc:
+            log.error("mqtt_dead_letter_failed", topic=_log_topic(message.topic), error=type(exc).__name__)
 
     async def _release(self, device_id: str, msg_id: str | None) -> None:
         if self._forget is None or msg_id is None:

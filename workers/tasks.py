@@ -14,6 +14,7 @@ from backend.billing import dunning, late_fees
 from backend.billing.online import reconcile_pending
 from backend.billing.service import generate_bills
 from backend.db import local_today, utcnow
+from backend.devices.offline import mark_silent_devices
 from backend.notifications import service as notifications
 from backend.notifications import sms
 from backend.notifications.models import Announcement, AnnouncementEstate, Notification, SmsMessage
@@ -128,6 +129,26 @@ async def check_ticket_deadlines(ctx: dict[str, Any], *, now: dt.datetime | None
     if any(result.values()):
         log.info("tickets.deadlines", **result)
     return result
+
+
+async def check_device_presence(ctx: dict[str, Any], *, now: dt.datetime | None = None) -> dict[str, int]:
+    """Every minute: devices silent longer than their offline time are marked offline and
+    raise a MINOR device_offline alarm (once: a device already offline is skipped; its next
+    message clears it). Two runs at once skip each other's devices (row locks)."""
+    runtime: WorkerRuntime = ctx["runtime"]
+    now = now or utcnow()
+    offline = 0
+    while True:
+        async with runtime.sessionmaker() as session, session.begin():
+            marked = await mark_silent_devices(
+                session, now=now, default_after_seconds=runtime.settings.device_offline_after_seconds, bus=runtime.bus
+            )
+        offline += marked
+        if marked < 500:
+            break
+    if offline:
+        log.info("devices.offline", devices=offline)
+    return {"offline": offline}
 
 
 # A text the gateway keeps refusing is given up (status FAILED) on this try.

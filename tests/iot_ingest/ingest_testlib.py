@@ -1,0 +1,60 @@
+"""Helpers of the ingest tests (a plain module: conftest.py is not importable)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import select
+
+from backend.events import Event, InProcessEventBus
+from backend.property.models import Estate
+from iot.payloads import payload_from_dict
+from iot.subscriber import DeviceMessage as Message
+from iot.topics import DeviceTopic, MessageKind
+
+TS = "2026-11-22T08:00:00Z"
+
+
+class RecordingBus(InProcessEventBus):
+    """The in-process bus, also keeping what was published (after commit) to look at."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.published: list[tuple[str, Event]] = []
+
+    async def publish(self, channel: str, event: Event) -> None:
+        self.published.append((channel, event))
+        await super().publish(channel, event)
+
+    def kinds(self, device_alarm_ids: set[int] | None = None) -> list[str]:
+        return [
+            e["kind"]
+            for c, e in self.published
+            if c == "alarms" and (device_alarm_ids is None or e["alarmId"] in device_alarm_ids)
+        ]
+
+
+def message(
+    device_id: str,
+    kind: MessageKind | str,
+    data: dict[str, Any],
+    *,
+    estate: str = "DEMO-A",
+    at: dt.datetime | None = None,
+) -> Message:
+    kind = MessageKind(kind)
+    if kind is not MessageKind.STATUS:
+        data = {"ts": TS, **data}
+    return Message(
+        topic=DeviceTopic(estate_code=estate, device_id=device_id, kind=kind),
+        payload=payload_from_dict(kind, data),
+        received_at=at or dt.datetime.now(dt.UTC),
+    )
+
+
+async def demo_a(runtime: Any) -> Estate:
+    async with runtime.sessionmaker() as session:
+        estate = await session.scalar(select(Estate).where(Estate.code == "DEMO-A"))
+    assert estate is not None
+    return estate
