@@ -596,6 +596,9 @@ async def seed_demo(session: AsyncSession) -> SeedReport:
     from backend.seed_assets import ensure_demo_assets  # it reads this module's demo devices
 
     await ensure_demo_assets(session)
+    from backend.seed_alarms import ensure_demo_rules
+
+    await ensure_demo_rules(session)
     report.tickets.existing = await _ticket_count(session)
     await ensure_demo_tickets(session)
     report.tickets.created = await _ticket_count(session) - report.tickets.existing
