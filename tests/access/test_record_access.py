@@ -228,3 +228,21 @@ async def test_the_burst_check_is_one_statement_on_the_point_time_index(runtime:
         plan = "\n".join((await session.execute(text("EXPLAIN " + sql))).scalars().all())
     # then
     assert "ix_access_events_point_time" in plan
+
+
+async def test_the_demo_access_seed_is_idempotent(runtime: Any) -> None:
+    # given
+    from backend.seed_access import DEMO_PASS_CODE, HISTORY_EVENTS, ensure_demo_access
+
+    async with runtime.sessionmaker() as session, session.begin():
+        first = await ensure_demo_access(session)
+    # when
+    async with runtime.sessionmaker() as session, session.begin():
+        second = await ensure_demo_access(session)
+        passes = await session.scalar(select(func.count()).where(VisitorPass.code == DEMO_PASS_CODE))
+        history = await session.scalar(select(func.count()).where(AccessEvent.msg_id.like("demo-history-%")))
+    # then
+    assert first in (0, HISTORY_EVENTS)
+    assert second == 0
+    assert passes == 1
+    assert history == HISTORY_EVENTS
