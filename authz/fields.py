@@ -19,3 +19,14 @@ def mask_id_number(id_number: str | None) -> str | None:
     if len(id_number) < 8:
         return "*" * len(id_number)
     return f"{id_number[:4]}{'*' * (len(id_number) - 8)}{id_number[-4:]}"
+
+
+def mask_credential(reference: str | None) -> str | None:
+    """``card:A1000001`` → ``card:A100****``: the kind and the first four characters stay."""
+    if not reference:
+        return reference
+    kind, sep, identifier = reference.partition(":")
+    if not sep:
+        kind, identifier = "", reference
+    shown = identifier[:4] if len(identifier) > 4 else ""
+    return f"{kind}{sep}{shown}{'*' * (len(identifier) - len(shown))}"

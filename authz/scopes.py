@@ -17,6 +17,7 @@ from sqlalchemy import ColumnElement, Select, String, and_, any_, cast, exists, 
 
 from authz.models import CasbinRule
 from authz.principal import Permissions, Principal
+from backend.access.models import AccessEvent, AccessPoint, Credential, VisitorPass
 from backend.accounts.models import User
 from backend.assets.models import Asset, MaintenancePlan, MaintenanceRecord
 from backend.billing.models import (
@@ -88,6 +89,26 @@ def own_bill_paid_by(person_id: int | None) -> ColumnElement[bool]:
 def own_ticket(principal: Principal) -> ColumnElement[bool]:
     """Tickets the resident reported, and those of the units they occupy now."""
     return or_(Ticket.reporter_user_id == principal.user_id, Ticket.unit_id.in_(own_unit_ids(principal)))
+
+
+def _person_under(domains: tuple[str, ...]) -> ColumnElement[bool]:
+    """Persons of the org units, or occupying a unit of their estates (the Person staff rule)."""
+    return or_(
+        _under(Person.org_path, domains),
+        exists().where(
+            Occupancy.person_id == Person.id,
+            Occupancy.unit_id == Unit.id,
+            Unit.estate_id.in_(estates_under(domains)),
+        ),
+    )
+
+
+def own_access_event(principal: Principal) -> ColumnElement[bool]:
+    """A resident's own swipes (their credentials') and those of the passes they issued."""
+    passes = select(VisitorPass.id).where(VisitorPass.issued_by_id == principal.user_id)
+    if principal.person_id is None:
+        return AccessEvent.visitor_pass_id.in_(passes)
+    return or_(AccessEvent.person_id == principal.person_id, AccessEvent.visitor_pass_id.in_(passes))
 
 
 RULES: dict[type[Any], RowRule] = {
@@ -243,6 +264,25 @@ RULES: dict[type[Any], RowRule] = {
                 select(MaintenancePlan.id).where(MaintenancePlan.estate_id.in_(estates_under(d)))
             ),
         ),
+    ),
+    # Access control (门禁): staff of the estate (guards, supervisors, managers; customer
+    # service for points, credentials and passes); residents their own credentials, the passes
+    # they issued, and the swipes of both.
+    AccessPoint: RowRule("AccessPoint", staff=lambda d: AccessPoint.estate_id.in_(estates_under(d))),
+    AccessEvent: RowRule(
+        "AccessEvent",
+        staff=lambda d: AccessEvent.estate_id.in_(estates_under(d)),
+        own=own_access_event,
+    ),
+    VisitorPass: RowRule(
+        "VisitorPass",
+        staff=lambda d: VisitorPass.estate_id.in_(estates_under(d)),
+        own=lambda p: VisitorPass.issued_by_id == p.user_id,
+    ),
+    Credential: RowRule(
+        "Credential",
+        staff=lambda d: Credential.person_id.in_(select(Person.id).where(_person_under(d))),
+        own=lambda p: Credential.person_id == p.person_id if p.person_id is not None else false(),
     ),
     # Notifications are personal: nobody, whatever their role, reads another user's.
     Notification: RowRule("Notification", own=lambda p: Notification.user_id == p.user_id),

@@ -599,6 +599,9 @@ async def seed_demo(session: AsyncSession) -> SeedReport:
     from backend.seed_alarms import ensure_demo_rules
 
     await ensure_demo_rules(session)
+    from backend.seed_access import ensure_demo_access
+
+    await ensure_demo_access(session)
     report.tickets.existing = await _ticket_count(session)
     await ensure_demo_tickets(session)
     report.tickets.created = await _ticket_count(session) - report.tickets.existing

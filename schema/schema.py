@@ -19,6 +19,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
+from backend.access.models import AccessEvent, AccessPoint, Credential, VisitorPass
 from backend.accounts.models import User
 from backend.assets.models import Asset, MaintenancePlan, MaintenanceRecord
 from backend.billing.models import Bill, FeeItem, Meter, MeterReading, Payment
@@ -27,6 +28,8 @@ from backend.people.models import Occupancy, Person
 from backend.property.models import Building, Entrance, Estate, OrgUnit, Unit
 from backend.settings import Settings
 from backend.tickets.models import Ticket
+from schema.access.schema import AccessMutation, AccessQuery, AccessSubscription
+from schema.access.types import AccessEventType, AccessPointType, CredentialType, VisitorPassType
 from schema.accounts.mutations import AccountsMutation
 from schema.accounts.queries import AccountsQuery
 from schema.accounts.types import NotificationType, UserType, ViewerType
@@ -76,6 +79,10 @@ NODE_MODELS: dict[str, type[Any]] = {
     "Asset": Asset,
     "MaintenancePlan": MaintenancePlan,
     "MaintenanceRecord": MaintenanceRecord,
+    "AccessPoint": AccessPoint,
+    "AccessEvent": AccessEvent,
+    "VisitorPass": VisitorPass,
+    "Credential": Credential,
 }
 
 
@@ -111,6 +118,7 @@ Query = merge_types(
         TicketsAdminQuery,
         TicketsQuery,
         AssetsQuery,
+        AccessQuery,
     ),
 )
 Mutation = merge_types(
@@ -128,9 +136,10 @@ Mutation = merge_types(
         TicketsAdminMutation,
         TicketsMutation,
         AssetsMutation,
+        AccessMutation,
     ),
 )
-Subscription = merge_types("Subscription", (NotificationsSubscription, TicketsSubscription))
+Subscription = merge_types("Subscription", (NotificationsSubscription, TicketsSubscription, AccessSubscription))
 
 TYPES = [
     OrgUnitType,
@@ -151,6 +160,10 @@ TYPES = [
     AssetType,
     MaintenancePlanType,
     MaintenanceRecordType,
+    AccessPointType,
+    AccessEventType,
+    VisitorPassType,
+    CredentialType,
 ]
 
 

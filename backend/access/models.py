@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+from typing import TYPE_CHECKING
 
 from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, Identity, Index, String, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from backend.db import Base, created_at_column, enum_column
+
+if TYPE_CHECKING:
+    from backend.people.models import Person
+    from backend.property.models import Estate, Unit
 
 
 class CredentialKind(enum.Enum):
@@ -31,6 +36,8 @@ class Credential(Base):
     valid_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[dt.datetime] = created_at_column()
+
+    person: Mapped[Person] = relationship(lazy="raise")
 
     __table_args__ = (UniqueConstraint("kind", "identifier"),)
 
@@ -60,6 +67,8 @@ class AccessPoint(Base):
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[dt.datetime] = created_at_column()
 
+    estate: Mapped[Estate] = relationship(lazy="raise")
+
 
 class VisitorPassKind(enum.Enum):
     INVITED = "invited"  # issued by an owner from the app
@@ -84,6 +93,9 @@ class VisitorPass(Base):
     revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     issued_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), index=True)
     created_at: Mapped[dt.datetime] = created_at_column()
+
+    estate: Mapped[Estate] = relationship(lazy="raise")
+    unit: Mapped[Unit] = relationship(lazy="raise")
 
     __table_args__ = (
         CheckConstraint("valid_until > valid_from AND valid_until <= valid_from + interval '7 days'", name="window"),
@@ -119,6 +131,11 @@ class AccessEvent(Base):
     reason: Mapped[str | None] = mapped_column(String(64))
     msg_id: Mapped[str | None] = mapped_column(String(128))
     received_at: Mapped[dt.datetime] = created_at_column()
+
+    estate: Mapped[Estate] = relationship(lazy="raise")
+    access_point: Mapped[AccessPoint | None] = relationship(lazy="raise")
+    person: Mapped[Person | None] = relationship(lazy="raise")
+    visitor_pass: Mapped[VisitorPass | None] = relationship(lazy="raise")
 
     __table_args__ = (
         Index("ix_access_events_point_time", "access_point_id", "occurred_at"),

@@ -33,7 +33,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from backend.access.ingest import record_access
+from backend.access.ingest import ACCESS_CHANNEL, access_message, record_access_outcome
 from backend.alarms.automation import after_alarm_change
 from backend.alarms.models import AlarmSeverity
 from backend.alarms.rules import RuleTarget, evaluate
@@ -225,7 +225,11 @@ class DeviceIngest:
             if change is not None:
                 changes.append(change)
         elif isinstance(payload, AccessPayload):
-            await record_access(session, device, message)
+            outcome = await record_access_outcome(session, device, message)
+            if outcome is not None:
+                publish_after_commit(session, self._bus, ACCESS_CHANNEL, access_message(outcome.event))
+                if outcome.alarm is not None:  # a burst of denials: an alarm like any other
+                    changes.append(outcome.alarm)
 
         for change in changes:
             await publish_alarm_change(session, self._bus, change)

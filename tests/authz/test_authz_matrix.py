@@ -753,6 +753,8 @@ def test_the_matrix_covers_every_root_field() -> None:
     covered_queries |= {"tickets", "ticketCategories"}
     # tests/assets/test_assets_api.py (test_who_sees_assets), tests/assets/test_plans.py (test_who_sees_plans_…)
     covered_queries |= {"assets", "assetByTag", "maintenancePlans", "maintenanceDue"}
+    # Access control: tests/access/test_access_api.py (who sees which swipes, passes, points, credentials).
+    covered_queries |= {"accessEvents", "accessPoints", "visitorPasses", "credentials"}
     covered_mutations = {
         "createEstate",
         "createBuilding",
@@ -801,6 +803,12 @@ def test_the_matrix_covers_every_root_field() -> None:
         "createMaintenancePlan",  # tests/assets/test_plans.py (test_who_may_…, out of scope)
         "updateMaintenancePlan",
         "deactivateMaintenancePlan",
+        "issueVisitorPass",  # tests/access/test_access_api.py (test_who_may_…, own unit only)
+        "revokeVisitorPass",
+        "registerWalkInVisitor",
+        "issueCredential",
+        "revokeCredential",
+        "createAccessPoint",
     }
     # when
     queries = {f.graphql_name or _camel(f.python_name) for f in Query.__strawberry_definition__.fields}
