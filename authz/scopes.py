@@ -18,6 +18,7 @@ from sqlalchemy import ColumnElement, Select, String, and_, any_, cast, exists, 
 from authz.models import CasbinRule
 from authz.principal import Permissions, Principal
 from backend.accounts.models import User
+from backend.alarms.models import Alarm, AlarmEvent
 from backend.assets.models import Asset, MaintenancePlan, MaintenanceRecord
 from backend.billing.models import (
     Bill,
@@ -243,6 +244,13 @@ RULES: dict[type[Any], RowRule] = {
                 select(MaintenancePlan.id).where(MaintenancePlan.estate_id.in_(estates_under(d)))
             ),
         ),
+    ),
+    # Alarms: staff of the estate (policy: supervisors, guards, customer service, technicians,
+    # managers); residents none. An alarm's history is seen with the alarm.
+    Alarm: RowRule("Alarm", staff=lambda d: Alarm.estate_id.in_(estates_under(d))),
+    AlarmEvent: RowRule(
+        "Alarm",
+        staff=lambda d: AlarmEvent.alarm_id.in_(select(Alarm.id).where(Alarm.estate_id.in_(estates_under(d)))),
     ),
     # Notifications are personal: nobody, whatever their role, reads another user's.
     Notification: RowRule("Notification", own=lambda p: Notification.user_id == p.user_id),
