@@ -20,6 +20,7 @@ from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
 from backend.accounts.models import User
+from backend.alarms.models import Alarm
 from backend.assets.models import Asset, MaintenancePlan, MaintenanceRecord
 from backend.billing.models import Bill, FeeItem, Meter, MeterReading, Payment
 from backend.notifications.models import Announcement, Notification
@@ -30,6 +31,8 @@ from backend.tickets.models import Ticket
 from schema.accounts.mutations import AccountsMutation
 from schema.accounts.queries import AccountsQuery
 from schema.accounts.types import NotificationType, UserType, ViewerType
+from schema.alarms.schema import AlarmsMutation, AlarmsQuery, AlarmsSubscription
+from schema.alarms.types import AlarmType
 from schema.assets.schema import AssetsMutation, AssetsQuery
 from schema.assets.types import AssetType, MaintenancePlanType, MaintenanceRecordType
 from schema.billing.meters import MeterMutation, MeterQuery, MeterReadingType, MeterType
@@ -76,6 +79,7 @@ NODE_MODELS: dict[str, type[Any]] = {
     "Asset": Asset,
     "MaintenancePlan": MaintenancePlan,
     "MaintenanceRecord": MaintenanceRecord,
+    "Alarm": Alarm,
 }
 
 
@@ -111,6 +115,7 @@ Query = merge_types(
         TicketsAdminQuery,
         TicketsQuery,
         AssetsQuery,
+        AlarmsQuery,
     ),
 )
 Mutation = merge_types(
@@ -128,9 +133,10 @@ Mutation = merge_types(
         TicketsAdminMutation,
         TicketsMutation,
         AssetsMutation,
+        AlarmsMutation,
     ),
 )
-Subscription = merge_types("Subscription", (NotificationsSubscription, TicketsSubscription))
+Subscription = merge_types("Subscription", (NotificationsSubscription, TicketsSubscription, AlarmsSubscription))
 
 TYPES = [
     OrgUnitType,
@@ -151,6 +157,7 @@ TYPES = [
     AssetType,
     MaintenancePlanType,
     MaintenanceRecordType,
+    AlarmType,
 ]
 
 
