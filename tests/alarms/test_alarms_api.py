@@ -47,7 +47,8 @@ async def test_acknowledge_then_clear_and_illegal_steps_write_nothing(
     ]
     # then it is ACKNOWLEDGED, with the step in its history
     assert acked["errors"] == []
-    assert acked["alarm"]["status"] == "ACKNOWLEDGED" and acked["alarm"]["acknowledgedAt"] is not None
+    assert acked["alarm"]["status"] == "ACKNOWLEDGED"
+    assert acked["alarm"]["acknowledgedAt"] is not None
     assert [(e["kind"], e["note"], (e["actor"] or {}).get("username")) for e in acked["alarm"]["events"]] == [
         ("RAISED", "烟感报警", None), ("ACKNOWLEDGED", "收到", "supervisor.north")]  # fmt: skip
     # when acknowledged again
@@ -59,11 +60,13 @@ async def test_acknowledge_then_clear_and_illegal_steps_write_nothing(
     cleared = (await supervisor.data(CLEAR, _input("clearAlarm", change.alarm.id)))["clearAlarm"]
     twice = (await supervisor.data(CLEAR, _input("clearAlarm", change.alarm.id)))["clearAlarm"]
     # then CLEARED once; the second is refused with nothing written
-    assert cleared["errors"] == [] and cleared["alarm"]["status"] == "CLEARED"
+    assert cleared["errors"] == []
+    assert cleared["alarm"]["status"] == "CLEARED"
     assert twice["errors"] == [{"field": "alarmId", "code": "ILLEGAL_TRANSITION"}]
     assert await alarm_events(runtime, change.alarm.id) == ["RAISED", "ACKNOWLEDGED", "CLEARED"]
     alarm = await stored(runtime, change.alarm.id)
-    assert alarm.status is AlarmStatus.CLEARED and alarm.cleared_by_id is not None
+    assert alarm.status is AlarmStatus.CLEARED
+    assert alarm.cleared_by_id is not None
 
 
 async def test_comments_need_a_note(as_user: Any, runtime: Any, devices: Callable[[], str]) -> None:
@@ -75,7 +78,8 @@ async def test_comments_need_a_note(as_user: Any, runtime: Any, devices: Callabl
     noted = (await guard.data(COMMENT, _input("commentAlarm", change.alarm.id)))["commentAlarm"]
     # then
     assert empty == {"alarm": None, "errors": [{"field": "note", "code": "NOTE_REQUIRED"}]}
-    assert noted["errors"] == [] and noted["alarm"]["events"][-1] == {"kind": "COMMENTED", "note": "已到现场"}
+    assert noted["errors"] == []
+    assert noted["alarm"]["events"][-1] == {"kind": "COMMENTED", "note": "已到现场"}
     assert await alarm_events(runtime, change.alarm.id) == ["RAISED", "COMMENTED"]
 
 
@@ -219,7 +223,8 @@ async def test_a_page_of_alarms_takes_a_fixed_number_of_statements(
     assert few == many, (few, many)
     body = await manager.data(PAGE, {"filter": {"type": kind}})
     node = body["alarms"]["edges"][0]["node"]
-    assert node["ticket"]["number"] and node["estate"]["code"] == "DEMO-A"
+    assert node["ticket"]["number"]
+    assert node["estate"]["code"] == "DEMO-A"
     assert [e["kind"] for e in node["events"]] == ["RAISED", "ACKNOWLEDGED", "COMMENTED"]
     assert node["events"][1]["actor"] == {"username": "supervisor.north"}
 
