@@ -753,6 +753,7 @@ def test_the_matrix_covers_every_root_field() -> None:
     covered_queries |= {"tickets", "ticketCategories"}
     # tests/assets/test_assets_api.py (test_who_sees_assets), tests/assets/test_plans.py (test_who_sees_plans_…)
     covered_queries |= {"assets", "assetByTag", "maintenancePlans", "maintenanceDue"}
+    covered_queries |= {"alarms"}  # tests/alarms/test_alarms_api.py (test_who_sees_which_alarms)
     covered_mutations = {
         "createEstate",
         "createBuilding",
@@ -801,6 +802,9 @@ def test_the_matrix_covers_every_root_field() -> None:
         "createMaintenancePlan",  # tests/assets/test_plans.py (test_who_may_…, out of scope)
         "updateMaintenancePlan",
         "deactivateMaintenancePlan",
+        "acknowledgeAlarm",  # tests/alarms/test_alarms_api.py (test_who_may_act_on_an_alarm: role × estate)
+        "clearAlarm",
+        "commentAlarm",
     }
     # when
     queries = {f.graphql_name or _camel(f.python_name) for f in Query.__strawberry_definition__.fields}
