@@ -19,6 +19,7 @@ from authz.models import CasbinRule
 from authz.principal import Permissions, Principal
 from backend.access.models import AccessEvent, AccessPoint, Credential, VisitorPass
 from backend.accounts.models import User
+from backend.alarms.models import Alarm, AlarmEvent
 from backend.assets.models import Asset, MaintenancePlan, MaintenanceRecord
 from backend.billing.models import (
     Bill,
@@ -283,6 +284,13 @@ RULES: dict[type[Any], RowRule] = {
         "Credential",
         staff=lambda d: Credential.person_id.in_(select(Person.id).where(_person_under(d))),
         own=lambda p: Credential.person_id == p.person_id if p.person_id is not None else false(),
+    ),
+    # Alarms: staff of the estate (policy: supervisors, guards, customer service, technicians,
+    # managers); residents none. An alarm's history is seen with the alarm.
+    Alarm: RowRule("Alarm", staff=lambda d: Alarm.estate_id.in_(estates_under(d))),
+    AlarmEvent: RowRule(
+        "Alarm",
+        staff=lambda d: AlarmEvent.alarm_id.in_(select(Alarm.id).where(Alarm.estate_id.in_(estates_under(d)))),
     ),
     # Notifications are personal: nobody, whatever their role, reads another user's.
     Notification: RowRule("Notification", own=lambda p: Notification.user_id == p.user_id),

@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     # Work orders past a deadline: the office manager is told this long after it, the branch
     # manager twice this long after it (the assignee at the deadline itself).
     ticket_escalation_interval_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    # An alarm nobody acknowledged is escalated to the branch manager this long after it was
+    # first seen, and a reminder follows every such interval until it is acknowledged.
+    alarm_escalation_minutes: int = Field(default=5, ge=1, le=24 * 60)
     # Where clients and payment providers reach this API (pay URLs, callback URLs).
     # Empty: http://{host}:{port}.
     public_url: str | None = None

@@ -21,6 +21,7 @@ from strawberry.types import ExecutionContext
 
 from backend.access.models import AccessEvent, AccessPoint, Credential, VisitorPass
 from backend.accounts.models import User
+from backend.alarms.models import Alarm
 from backend.assets.models import Asset, MaintenancePlan, MaintenanceRecord
 from backend.billing.models import Bill, FeeItem, Meter, MeterReading, Payment
 from backend.notifications.models import Announcement, Notification
@@ -33,6 +34,8 @@ from schema.access.types import AccessEventType, AccessPointType, CredentialType
 from schema.accounts.mutations import AccountsMutation
 from schema.accounts.queries import AccountsQuery
 from schema.accounts.types import NotificationType, UserType, ViewerType
+from schema.alarms.schema import AlarmsMutation, AlarmsQuery, AlarmsSubscription
+from schema.alarms.types import AlarmType
 from schema.assets.schema import AssetsMutation, AssetsQuery
 from schema.assets.types import AssetType, MaintenancePlanType, MaintenanceRecordType
 from schema.billing.meters import MeterMutation, MeterQuery, MeterReadingType, MeterType
@@ -83,6 +86,7 @@ NODE_MODELS: dict[str, type[Any]] = {
     "AccessEvent": AccessEvent,
     "VisitorPass": VisitorPass,
     "Credential": Credential,
+    "Alarm": Alarm,
 }
 
 
@@ -119,6 +123,7 @@ Query = merge_types(
         TicketsQuery,
         AssetsQuery,
         AccessQuery,
+        AlarmsQuery,
     ),
 )
 Mutation = merge_types(
@@ -137,9 +142,12 @@ Mutation = merge_types(
         TicketsMutation,
         AssetsMutation,
         AccessMutation,
+        AlarmsMutation,
     ),
 )
-Subscription = merge_types("Subscription", (NotificationsSubscription, TicketsSubscription, AccessSubscription))
+Subscription = merge_types(
+    "Subscription", (NotificationsSubscription, TicketsSubscription, AccessSubscription, AlarmsSubscription)
+)
 
 TYPES = [
     OrgUnitType,
@@ -164,6 +172,7 @@ TYPES = [
     AccessEventType,
     VisitorPassType,
     CredentialType,
+    AlarmType,
 ]
 
 

@@ -52,6 +52,7 @@ class WorkerSettings:
         cron(tasks.reconcile_online_payments, minute=set(range(2, 60, 5)), unique=True, timeout=240),
         cron(tasks.check_ticket_deadlines, minute=set(range(1, 60, 2)), unique=True, timeout=110),
         cron(tasks.check_device_presence, second={30}, unique=True, timeout=55),
+        cron(tasks.escalate_alarms, second={30}, unique=True, timeout=50),
         cron(maintenance.open_maintenance_tickets, hour={5}, minute={20}, unique=True, timeout=1800),
     ]
     timezone = ZoneInfo(get_settings().timezone)

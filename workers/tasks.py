@@ -10,6 +10,7 @@ from arq import Retry
 from sqlalchemy import select
 
 from backend.accounts.models import User, UserKind
+from backend.alarms import automation as alarm_automation
 from backend.billing import dunning, late_fees
 from backend.billing.online import reconcile_pending
 from backend.billing.service import generate_bills
@@ -149,6 +150,22 @@ async def check_device_presence(ctx: dict[str, Any], *, now: dt.datetime | None 
     if offline:
         log.info("devices.offline", devices=offline)
     return {"offline": offline}
+
+
+async def escalate_alarms(ctx: dict[str, Any], *, now: dt.datetime | None = None) -> dict[str, int]:
+    """Every minute: alarms nobody acknowledged for N minutes are escalated to the branch
+    manager, then a reminder every N minutes until acknowledged
+    (``WUYE_ALARM_ESCALATION_MINUTES``). Each step is a unique row announced only by the run
+    that inserted it, so repeated or concurrent runs announce it once."""
+    runtime: WorkerRuntime = ctx["runtime"]
+    now = now or utcnow()
+    interval = dt.timedelta(minutes=runtime.settings.alarm_escalation_minutes)
+    async with runtime.sessionmaker() as session, session.begin():
+        report = await alarm_automation.escalate_unacknowledged(session, now=now, interval=interval)
+    result = report.as_dict()
+    if any(result.values()):
+        log.info("alarms.escalation", **result)
+    return result
 
 
 # A text the gateway keeps refusing is given up (status FAILED) on this try.

@@ -28,7 +28,10 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from backend.db import Base, created_at_column, enum_column
 
 if TYPE_CHECKING:
+    from backend.accounts.models import User
+    from backend.assets.models import Asset
     from backend.property.models import Estate
+    from backend.tickets.models import Ticket
 
 
 class AlarmSeverity(enum.Enum):
@@ -135,6 +138,9 @@ class Alarm(Base):
     created_at: Mapped[dt.datetime] = created_at_column()
 
     estate: Mapped[Estate] = relationship(lazy="raise")
+    asset: Mapped[Asset | None] = relationship(lazy="raise")
+    ticket: Mapped[Ticket | None] = relationship(lazy="raise")
+    rule: Mapped[AlarmRule | None] = relationship(lazy="raise")
     events: Mapped[list[AlarmEvent]] = relationship(lazy="raise", viewonly=True, order_by="AlarmEvent.id")
 
     __table_args__ = (
@@ -164,6 +170,8 @@ class AlarmEvent(Base):
     note: Mapped[str] = mapped_column(Text, default="")
     data: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
     created_at: Mapped[dt.datetime] = created_at_column()
+
+    actor: Mapped[User | None] = relationship(lazy="raise")
 
 
 class AlarmEscalation(Base):

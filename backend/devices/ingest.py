@@ -37,7 +37,7 @@ from backend.access.ingest import ACCESS_CHANNEL, access_message, record_access_
 from backend.alarms.automation import after_alarm_change
 from backend.alarms.models import AlarmSeverity
 from backend.alarms.rules import RuleTarget, evaluate
-from backend.alarms.service import ALARM_CHANNEL, AlarmChange, clear_open, raise_alarm
+from backend.alarms.service import AlarmChange, clear_open, raise_alarm
 from backend.devices.models import DeadLetter, Device, DeviceKind, DeviceStatus, TelemetryReading
 from backend.devices.models import DeviceMessage as HandledMessage
 from backend.events import EventBus, publish_after_commit
@@ -70,9 +70,9 @@ def truncated(payload: bytes | str) -> str:
 
 
 async def publish_alarm_change(session: AsyncSession, bus: EventBus, change: AlarmChange) -> None:
-    """Automation, then the event after commit: what every alarm change made here gets."""
+    """What every alarm change made here gets: the automation (work order, notifications),
+    which also publishes the change after commit."""
     await after_alarm_change(session, change, bus=bus)
-    publish_after_commit(session, bus, ALARM_CHANNEL, change.message())
 
 
 class DeviceIngest:

@@ -124,6 +124,17 @@ TEMPLATES: dict[str, SmsTemplate] = {
             "工单超时升级",
             "工单{number}（{title}，{place}）超过{deadline}时限（{due_at}）仍未处理，已升级至您督办。",
         ),
+        SmsTemplate("alarm_raised", "设备告警", "{place} {device}发生{severity}告警：{type}，{message}，请立即处理。"),
+        SmsTemplate(
+            "alarm_escalated",
+            "告警未确认升级",
+            "{place} {device}的{severity}告警（{type}）已{minutes}分钟未确认，已升级至您督办。",
+        ),
+        SmsTemplate(
+            "alarm_reminder",
+            "告警仍未确认",
+            "{place} {device}的{severity}告警（{type}）已{minutes}分钟仍未确认，请尽快处理。",
+        ),
     )
 }
 

@@ -755,6 +755,7 @@ def test_the_matrix_covers_every_root_field() -> None:
     covered_queries |= {"assets", "assetByTag", "maintenancePlans", "maintenanceDue"}
     # Access control: tests/access/test_access_api.py (who sees which swipes, passes, points, credentials).
     covered_queries |= {"accessEvents", "accessPoints", "visitorPasses", "credentials"}
+    covered_queries |= {"alarms"}  # tests/alarms/test_alarms_api.py (test_who_sees_which_alarms)
     covered_mutations = {
         "createEstate",
         "createBuilding",
@@ -809,6 +810,9 @@ def test_the_matrix_covers_every_root_field() -> None:
         "issueCredential",
         "revokeCredential",
         "createAccessPoint",
+        "acknowledgeAlarm",  # tests/alarms/test_alarms_api.py (test_who_may_act_on_an_alarm: role × estate)
+        "clearAlarm",
+        "commentAlarm",
     }
     # when
     queries = {f.graphql_name or _camel(f.python_name) for f in Query.__strawberry_definition__.fields}

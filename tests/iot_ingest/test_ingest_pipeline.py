@@ -139,13 +139,14 @@ async def test_bad_messages_become_dead_letters_counted_in_metrics_and_the_subsc
                 .order_by(DeadLetter.id)
             )
         )
-    assert [(d, r) for d, r, _n in letters] == [
+    # (bad messages are kept as they come; their order among themselves is not promised)
+    assert sorted((d, r) for d, r, _n in letters) == sorted([
         (device_id, "MALFORMED"),
         (device_id, "INVALID_PAYLOAD"),
         (device_id, "TOO_LARGE"),
         (stranger, "UNKNOWN_DEVICE"),
-    ]
-    assert letters[2][2] == 4096  # kept truncated
+    ])  # fmt: skip
+    assert [n for _d, r, n in letters if r == "TOO_LARGE"] == [4096]  # kept truncated
     body = response.text
     for reason in ("MALFORMED", "INVALID_PAYLOAD", "TOO_LARGE", "UNKNOWN_DEVICE"):
         assert f'wuye_mqtt_dead_letters_total{{reason="{reason}"}} 1' in body
