@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest_asyncio
 import uvicorn
-from conftest import Gate, MakeGate, People
+from access_support import Gate, MakeGate, People
 from sqlalchemy import delete, select, text
 from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from conftest import Gate, MakeGate, People
+from access_support import Gate, MakeGate, People
 from sqlalchemy import func, select, text
 from sqlalchemy.dialects import postgresql
 
