@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import cProfile
 import json
 import logging
 import os
@@ -52,12 +53,14 @@ from websockets.typing import Subprotocol
 
 from backend.alarms.models import Alarm
 from backend.app import Runtime, build_runtime, create_app
+from backend.devices.ingest import DeviceIngest
 from backend.devices.models import Device, DeviceKind, DeviceStatus, TelemetryReading
 from backend.iot_ingest import start_subscriber
 from backend.property.models import Estate
 from backend.settings import Settings
-from bench.units_query import throwaway_database
-from iot.subscriber import parse_mqtt_url
+from bench.units_query import profile_report, throwaway_database
+from iot.payloads import EventPayload
+from iot.subscriber import DeviceMessage, parse_mqtt_url
 
 USERNAME = "supervisor.north"
 PASSWORD = "demo1234"
@@ -187,6 +190,30 @@ class Echo:
         return 0
 
 
+# --- ingest timing ---------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def timing_ingest(committed: dict[int, float]) -> Iterator[None]:
+    """Record, for each stamped event message, publish → ``DeviceIngest.handle`` returned (its
+    transaction committed and the change handed to the events bus): the ingest's share of
+    the latency, the rest being the fan-out (Redis, hub, GraphQL, websocket)."""
+    original = DeviceIngest.handle
+
+    async def handle(self: DeviceIngest, message: DeviceMessage) -> None:
+        await original(self, message)
+        payload = message.payload
+        if isinstance(payload, EventPayload) and payload.message and payload.message.startswith("seq:"):
+            seq, sent = unstamp(payload.message)
+            committed[seq] = (time.perf_counter_ns() - sent) / 1e6
+
+    DeviceIngest.handle = handle  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        DeviceIngest.handle = original  # type: ignore[method-assign]
+
+
 # --- running -----------------------------------------------------------------------------------
 
 
@@ -195,15 +222,18 @@ class Latency:
     name: str
     subscribers: int
     sent: int
-    latencies: list[float]
-    lost: int
-    duplicates: int
+    latencies: list[float]  # of the first frame showing each sequence number, per client
+    frames: int
+    lost: int  # frames never received
+    duplicates: int  # frames showing an already seen (later) message: the alarm's state when loaded
     errors: int
+    committed: list[float] = field(default_factory=list)  # publish → ingest committed (contender)
 
-    def quantile(self, q: float) -> float:
-        if not self.latencies:
+    def quantile(self, q: float, values: list[float] | None = None) -> float:
+        values = self.latencies if values is None else values
+        if not values:
             return float("nan")
-        ordered = sorted(self.latencies)
+        ordered = sorted(values)
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
     @property
@@ -240,23 +270,32 @@ async def warm_up(publish: Callable[[int], None], receivers: list[Receiver]) -> 
 
 
 async def measure(
-    name: str, receivers: list[Receiver], publish: Callable[[int], None], args: argparse.Namespace
+    name: str,
+    receivers: list[Receiver],
+    publish: Callable[[int], None],
+    args: argparse.Namespace,
+    committed: dict[int, float] | None = None,
 ) -> Latency:
     await warm_up(publish, receivers)
+    if committed is not None:
+        committed.clear()
     count = int(args.rate * args.duration)
     await paced(publish, count, args.rate)
     deadline = time.perf_counter() + args.drain
     while time.perf_counter() < deadline and not all(len(r.latencies) >= count for r in receivers):  # noqa: ASYNC110
         await asyncio.sleep(0.05)  # polled: a bounded wait, then the missing frames count as lost
     latencies = [ms for r in receivers for seq, ms in r.latencies.items() if 1 <= seq <= count]
+    frames = len(latencies) + sum(r.duplicates for r in receivers)
     result = Latency(
         name=name,
         subscribers=len(receivers),
         sent=count,
         latencies=latencies,
-        lost=count * len(receivers) - len(latencies),
+        frames=frames,
+        lost=count * len(receivers) - frames,
         duplicates=sum(r.duplicates for r in receivers),
         errors=sum(len(r.errors) for r in receivers),
+        committed=[ms for seq, ms in (committed or {}).items() if 1 <= seq <= count],
     )
     await close_all(receivers)
     return result
@@ -351,6 +390,22 @@ async def windowed(
     return time.perf_counter() - start
 
 
+@contextlib.contextmanager
+def profiled(args: argparse.Namespace, name: str) -> Iterator[None]:
+    """With ``--profile``: a cProfile of the whole process during one throughput phase (stderr)."""
+    if not args.profile:
+        yield
+        return
+    profile = cProfile.Profile()
+    profile.enable()
+    try:
+        yield
+    finally:
+        profile.disable()
+        log(f"cProfile of the {name} phase (the whole process: ingest, publisher, polling)")
+        log(profile_report(profile, args.top))
+
+
 @dataclass
 class Results:
     latency: list[tuple[Latency, Latency]]  # (floor, contender) per subscriber count
@@ -377,20 +432,28 @@ class Results:
     def table(self) -> str:
         lines = [
             f"publish -> websocket frame latency (ms), {self.latency[0][1].sent} messages per run",
-            f"{'run':<11}{'subs':>5}{'p50':>9}{'p99':>9}{'max':>9}{'frames':>9}{'lost':>7}{'dup':>6}{'err':>6}",
+            f"{'run':<11}{'subs':>5}{'p50':>9}{'p99':>9}{'max':>9}{'frames':>9}{'lost':>7}{'stale':>6}{'err':>6}"
+            f"{'ingest p50':>12}{'ingest p99':>12}",
         ]
         for pair in self.latency:
             for r in pair:
                 top = max(r.latencies, default=float("nan"))
                 lines.append(
                     f"{r.name:<11}{r.subscribers:>5}{r.p50:>9.2f}{r.p99:>9.2f}{top:>9.2f}"
-                    f"{len(r.latencies):>9}{r.lost:>7}{r.duplicates:>6}{r.errors:>6}"
+                    f"{r.frames:>9}{r.lost:>7}{r.duplicates:>6}{r.errors:>6}"
+                    + (
+                        f"{r.quantile(0.5, r.committed):>12.2f}{r.quantile(0.99, r.committed):>12.2f}"
+                        if r.committed
+                        else ""
+                    )
                 )
             floor, contender = pair
             lines.append(
                 f"{'  delta':<11}{'':>5}{contender.p50 - floor.p50:>+9.2f}{contender.p99 - floor.p99:>+9.2f}"
                 f"   (contender/floor p99 x{contender.p99 / floor.p99:.1f})"
             )
+        lines.append("  (ingest p50/p99: publish -> the ingest's transaction committed, before the fan-out;")
+        lines.append("   stale: a frame showing a later message of the same alarm, loaded after a newer update)")
         lines += ["", "ingest throughput (one process)"]
         for t in self.throughput:
             lines.append(f"  {t.name:<34}{t.messages:>7} msgs {t.seconds:>7.2f} s {t.rate:>9.0f} /s")
@@ -419,11 +482,13 @@ async def run(args: argparse.Namespace) -> Results:
             data_dir=Path(".wuye/bench"),
         )
         runtime = await build_runtime(settings)
+        committed: dict[int, float] = {}
         try:
-            runtime.mqtt = await start_subscriber(runtime)
-            await asyncio.wait_for(runtime.mqtt.wait_connected(), 10)
-            async with live_api(settings, runtime) as api, mqtt_client(mqtt_url, f"wuye-bench-pub-{tag}") as pub:
-                return await measure_all(args, settings, runtime, api, pub, root, mqtt_url, tag)
+            with timing_ingest(committed):  # before the subscriber takes the ingest's handlers
+                runtime.mqtt = await start_subscriber(runtime)
+                await asyncio.wait_for(runtime.mqtt.wait_connected(), 10)
+                async with live_api(settings, runtime) as api, mqtt_client(mqtt_url, f"wuye-bench-pub-{tag}") as pub:
+                    return await measure_all(args, runtime, api, pub, root, mqtt_url, tag, committed)
         finally:
             await runtime.close()
             async with mqtt_client(mqtt_url, settings.mqtt_client_id):
@@ -432,13 +497,13 @@ async def run(args: argparse.Namespace) -> Results:
 
 async def measure_all(
     args: argparse.Namespace,
-    settings: Settings,
     runtime: Runtime,
     api: str,
     pub: Any,
     root: str,
     mqtt_url: str,
     tag: str,
+    committed: dict[int, float],
 ) -> Results:
     async with httpx.AsyncClient(base_url=f"http://{api}") as http:
         login = (await http.post("/graphql", json={"query": LOGIN, "variables": {"username": USERNAME,
@@ -480,7 +545,7 @@ async def measure_all(
             floor = await measure("floor", floor_clients, floor_publish, args)
             log(f"contender: {n} subscriber(s) of alarmEvents as {USERNAME} …")
             clients = [await graphql_receiver(f"ws://{api}/graphql", token) for _ in range(n)]
-            contender = await measure("contender", clients, contender_publish, args)
+            contender = await measure("contender", clients, contender_publish, args, committed)
             latency.append((floor, contender))
 
     throughput: list[Throughput] = []
@@ -495,7 +560,8 @@ async def measure_all(
         return bool(await scalar(runtime, count) >= args.telemetry)
 
     log(f"throughput: {args.telemetry} telemetry messages …")
-    seconds = await windowed(runtime, telemetry, args.telemetry, args.window, telemetry_done)
+    with profiled(args, "telemetry ingest"):
+        seconds = await windowed(runtime, telemetry, args.telemetry, args.window, telemetry_done)
     throughput.append(Throughput("telemetry", args.telemetry, seconds))
 
     writers = await make_devices(runtime, f"B{tag}-W", args.devices, DeviceKind.SMOKE_DETECTOR)
@@ -512,7 +578,8 @@ async def measure_all(
             return bool((await scalar(runtime, total) or 0) >= expected * len(write_pairs))
 
         log(f"throughput: {name}, {len(write_pairs)} messages …")
-        seconds = await windowed(runtime, write, len(write_pairs), args.window, alarms_done)
+        with profiled(args, name):
+            seconds = await windowed(runtime, write, len(write_pairs), args.window, alarms_done)
         throughput.append(Throughput(name, len(write_pairs), seconds))
 
     return Results(latency=latency, throughput=throughput, severity=args.severity, alarm_pairs=len(write_pairs))
@@ -530,6 +597,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--telemetry", type=int, default=20000, help="telemetry messages in the throughput run")
     parser.add_argument("--alarms", type=int, default=3000, help="alarm raises in the throughput runs")
     parser.add_argument("--window", type=int, default=500, help="messages published and not yet handled, at most")
+    parser.add_argument("--profile", action="store_true", help="cProfile each throughput phase (stderr)")
+    parser.add_argument("--top", type=int, default=25, help="functions listed per profile ordering")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args(argv)
     structlog.configure(
