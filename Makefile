@@ -24,7 +24,8 @@ schema: install
 	$(UV) run wuye export-schema
 
 # `make bench` runs bench/units_query.py; `make bench BENCH=bill_generation` the bill-generation
-# benchmark. ARGS go to the one chosen (each has --help).
+# benchmark, `make bench BENCH=iot_latency` MQTT → websocket latency and ingest throughput.
+# ARGS go to the one chosen (each has --help), e.g. ARGS="--duration 5 --telemetry 5000".
 BENCH ?= units_query
 
 bench: install
