@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 import pytest_asyncio
+import uvicorn
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -207,3 +208,34 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if os.environ.get("CI") == "true" and report.skipped:
         report.outcome = "failed"
         report.longrepr = f"skipped in CI, which is a failure: {report.longrepr}"
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn inside the test process: pytest keeps its own Ctrl-C handling."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def live_api(settings: Settings, runtime: Runtime) -> AsyncIterator[str]:
+    """A real uvicorn server on a loopback port serving the test runtime; yields ``host:port``."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    host, port = sock.getsockname()
+    config = uvicorn.Config(
+        create_app(settings, runtime=runtime), lifespan="on", log_level="warning", ws="websockets-sansio"
+    )
+    server = _EmbeddedServer(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        if task.done():
+            await task
+            raise RuntimeError("uvicorn stopped before it started")
+        await asyncio.sleep(0.02)
+    yield f"{host}:{port}"
+    server.should_exit = True
+    await asyncio.wait_for(task, timeout=10)
+    sock.close()

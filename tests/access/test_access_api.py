@@ -7,12 +7,10 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
-import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest_asyncio
-import uvicorn
 from access_support import Gate, MakeGate, People
 from sqlalchemy import delete, select, text
 from websockets.asyncio.client import connect
@@ -21,11 +19,9 @@ from websockets.typing import Subprotocol
 from backend.access.ingest import ACCESS_CHANNEL, record_access
 from backend.access.models import AccessEvent, VisitorPass
 from backend.accounts.models import User
-from backend.app import create_app
 from backend.db import utcnow
 from backend.events import CHANNEL_PREFIX
 from backend.people.models import Occupancy
-from backend.settings import Settings
 from schema.core.relay import to_global_id
 
 ISSUE = """
@@ -178,34 +174,6 @@ async def test_credentials_are_masked_outside_security_staff(as_user: Any, runti
     full, masked = [{"kind": "CARD", "identifier": "card:A1000001"}], [{"kind": "CARD", "identifier": "card:A100****"}]
     assert answers == {"guard.a": full, "supervisor.north": full, "manager.north": full, "cs.a": masked,
                        "owner.a1": full, "owner.a2": []}  # fmt: skip
-
-
-class _Server(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def live_api(settings: Settings, runtime: Any) -> AsyncIterator[str]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    host, port = sock.getsockname()
-    config = uvicorn.Config(
-        create_app(settings, runtime=runtime), lifespan="on", log_level="warning", ws="websockets-sansio"
-    )
-    server = _Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        if task.done():
-            await task
-            raise RuntimeError("uvicorn stopped before it started")
-        await asyncio.sleep(0.02)
-    yield f"{host}:{port}"
-    server.should_exit = True
-    await asyncio.wait_for(task, timeout=10)
-    sock.close()
 
 
 @contextlib.asynccontextmanager

@@ -8,12 +8,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import pytest_asyncio
-import uvicorn
 from alarms_support import gid, raise_on, user_id
 from sqlalchemy import select
 from websockets.asyncio.client import connect
@@ -22,43 +19,13 @@ from websockets.typing import Subprotocol
 from authz.models import CasbinRule
 from authz.rules import subject
 from backend.alarms.models import AlarmSeverity
-from backend.app import create_app
 from backend.events import CHANNEL_PREFIX, InProcessEventBus
-from backend.settings import Settings
 from schema.alarms.live import OVERFLOW, AlarmHub
 
 TRANSPORT_WS = Subprotocol("graphql-transport-ws")
 EVENTS = """subscription($f: AlarmEventFilter) { alarmEvents(filter: $f) {
   kind alarm { id type severity status occurrences deviceId estate { code } } } }"""
 ACK = """mutation($input: AcknowledgeAlarmInput!) { acknowledgeAlarm(input: $input) { errors { code } } }"""
-
-
-class _Server(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def live_api(settings: Settings, runtime: Any) -> AsyncIterator[str]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    host, port = sock.getsockname()
-    config = uvicorn.Config(
-        create_app(settings, runtime=runtime), lifespan="on", log_level="warning", ws="websockets-sansio"
-    )
-    server = _Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        if task.done():
-            await task
-            raise RuntimeError("uvicorn stopped before it started")
-        await asyncio.sleep(0.02)
-    yield f"{host}:{port}"
-    server.should_exit = True
-    await asyncio.wait_for(task, timeout=10)
-    sock.close()
 
 
 @contextlib.asynccontextmanager

@@ -6,19 +6,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest_asyncio
-import uvicorn
 from tickets_support import HOLD, START, Demo, make_ticket, tid
 from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
 
-from backend.app import create_app
 from backend.events import CHANNEL_PREFIX
-from backend.settings import Settings
 from backend.tickets.models import TicketStatus
 from backend.tickets.updates import ticket_channel
 
@@ -29,34 +24,6 @@ subscription($id: ID!) {
   ticketUpdates(ticketId: $id) { event { type note actor { username } } ticket { status version } }
 }
 """
-
-
-class _Server(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def live_api(settings: Settings, runtime: Any) -> AsyncIterator[str]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    host, port = sock.getsockname()
-    config = uvicorn.Config(
-        create_app(settings, runtime=runtime), lifespan="on", log_level="warning", ws="websockets-sansio"
-    )
-    server = _Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        if task.done():
-            await task
-            raise RuntimeError("uvicorn stopped before it started")
-        await asyncio.sleep(0.02)
-    yield f"{host}:{port}"
-    server.should_exit = True
-    await asyncio.wait_for(task, timeout=10)
-    sock.close()
 
 
 @contextlib.asynccontextmanager
