@@ -135,6 +135,8 @@ class Runtime:
                 await task
         if self.mqtt is not None:
             await self.mqtt.stop()
+        if self.ingest is not None:
+            await self.ingest.close()
         await self.bus.close()
         await self.redis.aclose()
         await self.engine.dispose()

@@ -1,6 +1,6 @@
 """Wires the MQTT subscriber into the runtime: every kind of device message goes to
-``backend.devices.ingest.DeviceIngest`` (one transaction per message, msgId dedup by the
-database's unique key), and messages that fail validation become dead letters."""
+``backend.devices.ingest.DeviceIngest`` (batched transactions in ``WUYE_INGEST_LANES`` lanes,
+msgId dedup by the database's unique key), and messages that fail validation become dead letters."""
 
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ if TYPE_CHECKING:
 async def start_subscriber(runtime: Runtime) -> MqttSubscriber:
     settings = runtime.settings
     assert settings.mqtt_url
-    ingest = DeviceIngest(runtime.sessionmaker, runtime.bus)
+    ingest = DeviceIngest(
+        runtime.sessionmaker, runtime.bus, lanes=settings.ingest_lanes, max_batch=settings.ingest_max_batch
+    )
     subscriber = MqttSubscriber(
         settings.mqtt_url,
         client_id=settings.mqtt_client_id,

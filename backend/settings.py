@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     mqtt_topic_root: str = "wuye"
     # Device payloads larger than this are refused unparsed and kept as TOO_LARGE dead letters.
     mqtt_max_payload_bytes: int = Field(default=64 * 1024, ge=1024, le=1024 * 1024)
+    # The ingest's parallel transactions (one device's messages always go to the same one,
+    # in order) and the most messages one transaction takes (backend/devices/ingest.py).
+    ingest_lanes: int = Field(default=2, ge=1, le=64)
+    ingest_max_batch: int = Field(default=500, ge=1, le=5000)
     # A device silent for longer than this raises a MINOR device_offline alarm (the job runs
     # every minute); a device's own offline_after_seconds overrides it.
     device_offline_after_seconds: int = Field(default=600, ge=60)

@@ -81,6 +81,21 @@ log = structlog.get_logger("iot.subscriber")
 T = TypeVar("T")
 
 Handler = Callable[["DeviceMessage"], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """A handler that keeps one device's messages in order itself: ``submit(message)`` must
+    enqueue the message *synchronously* (before returning) and return what completes once it
+    is handled and committed. The subscriber calls it while holding the device's lock and
+    awaits the result after releasing it, so the next messages of the same device are
+    submitted behind it at once and a batching handler can take many of them per
+    transaction. The PUBACK is still sent only when the awaitable completes."""
+
+    submit: Callable[[DeviceMessage], Awaitable[None]]
+
+
+AnyHandler = Handler | Queued
 SeenFn = Callable[[str, str], Awaitable[bool]]
 """``seen(device_id, msg_id)``: record the pair, return True if it was already recorded."""
 ForgetFn = Callable[[str, str], Awaitable[None]]
@@ -282,7 +297,7 @@ class MqttSubscriber:
     ``client_id``: the persistent session's id. With ``shared_group`` (→ MQTT 5 and
     ``$share/{group}/{root}/+/+/+``) the host name is appended unless
     ``unique_client_id=False``, so replicas never share a session.
-    ``handlers``: ``{MessageKind: async handler}``; or :meth:`register` / :meth:`on`.
+    ``handlers``: ``{MessageKind: async handler or Queued}``; or :meth:`register` / :meth:`on`.
     ``seen`` / ``forget``: msgId deduplication (see :class:`RedisMessageDeduplicator`);
     without ``seen`` every delivery is handled.
     ``session_expiry_interval`` (MQTT 5 only; 3.1.1 sessions never expire): how long the
@@ -307,7 +322,7 @@ class MqttSubscriber:
         client_id: str = "wuye-api",
         shared_group: str | None = None,
         topic_root: str = DEFAULT_TOPIC_ROOT,
-        handlers: Mapping[MessageKind, Handler] | None = None,
+        handlers: Mapping[MessageKind, AnyHandler] | None = None,
         seen: SeenFn | None = None,
         forget: ForgetFn | None = None,
         version: int | None = None,
@@ -343,7 +358,7 @@ class MqttSubscriber:
         if unique_client_id:
             client_id = f"{client_id}-{socket.gethostname()}"
         self._client_id = client_id[:128]
-        self._handlers: dict[MessageKind, Handler] = {}
+        self._handlers: dict[MessageKind, AnyHandler] = {}
         for kind, handler in (handlers or {}).items():
             self.register(kind, handler)
         self._seen = seen
@@ -389,7 +404,7 @@ class MqttSubscriber:
 
     # ------------------------------------------------------------------ configuration
 
-    def register(self, kind: MessageKind | str, handler: Handler) -> None:
+    def register(self, kind: MessageKind | str, handler: AnyHandler) -> None:
         """Route messages of ``kind`` to ``handler`` (one handler per kind)."""
         kind = MessageKind(kind)
         if kind in self._handlers:
@@ -696,10 +711,23 @@ class MqttSubscriber:
         # No await before taking the device's lock: tasks reach it in arrival order
         # and asyncio locks are FIFO, so one device's messages keep their order.
         lock = self._stripes[zlib.crc32(device_topic.device_id.encode()) % len(self._stripes)]
-        async with lock:
-            return await self._dispatch(message)
+        await lock.acquire()
+        held = True
 
-    async def _dispatch(self, message: DeviceMessage) -> int:
+        def release() -> None:
+            nonlocal held
+            if held:
+                held = False
+                lock.release()
+
+        try:
+            return await self._dispatch(message, release)
+        finally:
+            release()
+
+    async def _dispatch(self, message: DeviceMessage, release: Callable[[], None]) -> int:
+        """Run the message's handler; ``release`` lets go of the device's lock (a
+        :class:`Queued` handler's message is in its queue, in order, once submitted)."""
         handler = self._handlers.get(message.kind)
         if handler is None:
             self.unhandled += 1
@@ -720,8 +748,14 @@ class MqttSubscriber:
                     error=f"{type(exc).__name__}: {exc}",
                 )
         try:
-            async with asyncio.timeout(self._handler_timeout):
-                await handler(message)
+            if isinstance(handler, Queued):
+                done = handler.submit(message)
+                release()
+                async with asyncio.timeout(self._handler_timeout):
+                    await done
+            else:
+                async with asyncio.timeout(self._handler_timeout):
+                    await handler(message)
         except asyncio.CancelledError:
             if claimed:
                 await self._release(message.device_id, msg_id)

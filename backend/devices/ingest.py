@@ -1,4 +1,15 @@
-"""Device messages → rows: one database transaction per message.
+"""Device messages → rows, in batches: one database transaction per batch.
+
+- Batching: :meth:`DeviceIngest.submit` (the subscriber's :class:`~iot.subscriber.Queued`
+  handler) puts a message in one of ``lanes`` queues by its device, so one device's messages
+  stay in order; each lane takes everything queued (up to ``max_batch``) and handles it in
+  ONE transaction with a fixed number of statements for the batch (the devices, the msgId
+  claims, the telemetry rows, the presence update, the rules), plus the statements of what
+  actually changes (an alarm raised or cleared, an access event). Nothing waits to fill a
+  batch: a lone message is a batch of one, under load batches grow by themselves. Every
+  message of a batch is acknowledged (its future completes) only after the commit; if the
+  batch fails, its messages are retried one per transaction, so one bad message cannot
+  take the others with it (it becomes a ``HANDLER_ERROR`` dead letter).
 
 - The device is looked up with its estate. An unknown device id is recorded as a PENDING
   device for staff to bind (in the topic's estate when that estate exists) and the message
@@ -24,26 +35,30 @@ Messages that fail validation reach :meth:`DeviceIngest.dead_letter` (the subscr
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
-from collections import Counter
+import zlib
+from collections import Counter, deque
+from collections.abc import Sequence
 from typing import Any, Final
 
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from backend.access.ingest import ACCESS_CHANNEL, access_message, record_access_outcome
 from backend.alarms.automation import after_alarm_change
 from backend.alarms.models import AlarmSeverity
-from backend.alarms.rules import RuleTarget, evaluate
+from backend.alarms.rules import RuleBook, RuleTarget
 from backend.alarms.service import AlarmChange, clear_open, raise_alarm
 from backend.devices.models import DeadLetter, Device, DeviceKind, DeviceStatus, TelemetryReading
 from backend.devices.models import DeviceMessage as HandledMessage
 from backend.events import EventBus, publish_after_commit
 from backend.property.models import Estate
 from iot.payloads import AccessPayload, EventPayload, StatusPayload, TelemetryPayload
-from iot.subscriber import DeviceMessage, InvalidMessage
+from iot.subscriber import DeviceMessage, InvalidMessage, Queued
 from iot.topics import MessageKind
 
 log = structlog.get_logger(__name__)
@@ -51,6 +66,8 @@ log = structlog.get_logger(__name__)
 DEVICES_CHANNEL = "devices"
 OFFLINE_ALARM = "device_offline"
 DEAD_LETTER_PAYLOAD_CHARS: Final = 4096
+LANES: Final = 4
+MAX_BATCH: Final = 500
 
 # Dead-letter reasons besides the subscriber's (BAD_TOPIC, MALFORMED, INVALID_PAYLOAD, TOO_LARGE).
 UNKNOWN_DEVICE = "UNKNOWN_DEVICE"
@@ -75,22 +92,133 @@ async def publish_alarm_change(session: AsyncSession, bus: EventBus, change: Ala
     await after_alarm_change(session, change, bus=bus)
 
 
+Waiter = tuple[DeviceMessage, "asyncio.Future[None]"]
+
+
+class _Lane:
+    __slots__ = ("queue", "task")
+
+    def __init__(self) -> None:
+        self.queue: deque[Waiter] = deque()
+        self.task: asyncio.Task[None] | None = None
+
+
 class DeviceIngest:
     """The handlers of the MQTT subscriber (one per :class:`MessageKind`) and its dead-letter hook."""
 
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], bus: EventBus) -> None:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        bus: EventBus,
+        *,
+        lanes: int = LANES,
+        max_batch: int = MAX_BATCH,
+    ) -> None:
+        if lanes < 1 or max_batch < 1:
+            raise ValueError("lanes and max_batch must be at least 1")
         self._sessionmaker = sessionmaker
         self._bus = bus
+        self._lanes = [_Lane() for _ in range(lanes)]
+        self._max_batch = max_batch
         self.handled = 0
         self.duplicates = 0
         self.dead_letters: Counter[str] = Counter()
         self.alarm_changes = 0
+        self.batches = 0
+        self.failed_batches = 0
 
     def handlers(self) -> dict[MessageKind, Any]:
-        return {kind: self.handle for kind in MessageKind}
+        queued = Queued(self.submit)
+        return {kind: queued for kind in MessageKind}
 
     def metrics(self) -> dict[str, int]:
-        return {"handled": self.handled, "duplicates": self.duplicates, "alarm_changes": self.alarm_changes}
+        return {
+            "handled": self.handled,
+            "duplicates": self.duplicates,
+            "alarm_changes": self.alarm_changes,
+            "batches": self.batches,
+            "failed_batches": self.failed_batches,
+        }
+
+    # ------------------------------------------------------------------ batching
+
+    def submit(self, message: DeviceMessage) -> asyncio.Future[None]:
+        """Queue ``message`` behind its device's earlier ones (synchronously); the future
+        completes when its batch has committed, or fails with the message's error."""
+        loop = asyncio.get_running_loop()
+        lane = self._lanes[zlib.crc32(message.device_id.encode()) % len(self._lanes)]
+        future: asyncio.Future[None] = loop.create_future()
+        lane.queue.append((message, future))
+        if lane.task is None or lane.task.done():
+            lane.task = loop.create_task(self._drain(lane), name="iot-ingest-lane")
+        return future
+
+    async def _drain(self, lane: _Lane) -> None:
+        # No await between the last emptiness check and returning: a submit that finds
+        # this task done always starts a new one.
+        while lane.queue:
+            batch = [lane.queue.popleft() for _ in range(min(len(lane.queue), self._max_batch))]
+            try:
+                await self._run_batch(batch)
+            except asyncio.CancelledError:
+                for _message, future in batch:
+                    future.cancel()
+                raise
+
+    async def close(self, grace: float = 5.0) -> None:
+        """Let the queued batches finish (up to ``grace`` seconds), then cancel what is left: those
+        messages were never acknowledged, so the broker delivers them again."""
+        tasks = [lane.task for lane in self._lanes if lane.task is not None and not lane.task.done()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=grace)
+        for lane in self._lanes:
+            if lane.task is not None and not lane.task.done():
+                lane.task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await lane.task
+            while lane.queue:
+                lane.queue.popleft()[1].cancel()
+
+    async def _run_batch(self, batch: Sequence[Waiter]) -> None:
+        messages = [message for message, _future in batch]
+        try:
+            outcomes, reasons = await self._commit(messages)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            if len(batch) > 1:
+                self.failed_batches += 1
+                log.warning("iot.batch_failed", size=len(batch), exc_info=True)
+            for message, future in batch:  # one transaction each: the bad one fails alone
+                try:
+                    await self.handle(message)
+                except Exception as exc:
+                    if not future.done():
+                        future.set_exception(exc)
+                else:
+                    if not future.done():
+                        future.set_result(None)
+            return
+        self.batches += 1
+        self._count(outcomes, reasons)
+        for _message, future in batch:
+            if not future.done():
+                future.set_result(None)
+
+    async def _commit(self, messages: Sequence[DeviceMessage]) -> tuple[list[str], list[str]]:
+        async with self._sessionmaker() as session:
+            async with session.begin():
+                outcomes = await self._process_many(session, messages)
+            return outcomes, session.info.pop("dead_letter_reasons", [])
+
+    def _count(self, outcomes: Sequence[str], reasons: Sequence[str]) -> None:
+        for reason in reasons:
+            self.dead_letters[reason] += 1
+        for outcome in outcomes:
+            if outcome == "duplicate":
+                self.duplicates += 1
+            elif outcome == "handled":
+                self.handled += 1
 
     # ------------------------------------------------------------------ dead letters
 
@@ -126,22 +254,14 @@ class DeviceIngest:
     # ------------------------------------------------------------------ messages
 
     async def handle(self, message: DeviceMessage) -> None:
-        """Process one validated message in one transaction (raises if it failed: the
-        subscriber counts it; the message is kept as a HANDLER_ERROR dead letter)."""
+        """Process one message in its own transaction (a batch of one; raises if it failed,
+        after keeping the message as a HANDLER_ERROR dead letter)."""
         try:
-            async with self._sessionmaker() as session:
-                async with session.begin():
-                    outcome = await self._process(session, message)
-                reasons = session.info.pop("dead_letter_reasons", [])
+            outcomes, reasons = await self._commit([message])
         except Exception as exc:
             await self._keep_failed(message, exc)
             raise
-        for reason in reasons:
-            self.dead_letters[reason] += 1
-        if outcome == "duplicate":
-            self.duplicates += 1
-        elif outcome == "handled":
-            self.handled += 1
+        self._count(outcomes, reasons)
 
     async def _keep_failed(self, message: DeviceMessage, exc: Exception) -> None:
         try:
@@ -158,27 +278,179 @@ class DeviceIngest:
         except Exception:
             log.warning("iot.dead_letter_failed", topic=str(message.topic))
 
+    async def _process_many(self, session: AsyncSession, messages: Sequence[DeviceMessage]) -> list[str]:
+        """The batch in arrival order: runs of telemetry, event and access messages together,
+        ``status`` messages (presence changes of their own) one by one between them."""
+        outcomes: list[str] = []
+        run: list[DeviceMessage] = []
+        for message in messages:
+            if isinstance(message.payload, StatusPayload):
+                if run:
+                    outcomes += await self._process_run(session, run)
+                    run = []
+                outcomes.append(await self._process(session, message))
+            else:
+                run.append(message)
+        if run:
+            outcomes += await self._process_run(session, run)
+        return outcomes
+
+    async def _process_run(self, session: AsyncSession, messages: Sequence[DeviceMessage]) -> list[str]:
+        """Telemetry, event and access messages: the devices in one SELECT, the msgIds claimed in
+        one INSERT, the readings in one INSERT, presence in one UPDATE, the rules read once."""
+        found = {
+            device.device_id: (device, code, path)
+            for device, code, path in await session.execute(
+                select(Device, Estate.code, Estate.org_path)
+                .outerjoin(Estate, Estate.id == Device.estate_id)
+                .where(Device.device_id.in_({message.device_id for message in messages}))
+                .execution_options(populate_existing=True)
+            )
+        }
+        outcomes: list[str] = ["handled"] * len(messages)
+        accepted: list[int] = []
+        pending: set[str] = set()
+        for index, message in enumerate(messages):
+            row = found.get(message.device_id)
+            if row is None:
+                if message.device_id not in pending:
+                    pending.add(message.device_id)
+                    await self._record_pending(session, message)
+                outcomes[index] = self._reject(session, message, UNKNOWN_DEVICE, "no such device: recorded as pending")
+                continue
+            verdict = self._refusal(row, message)
+            if verdict is not None:
+                outcomes[index] = self._reject(session, message, *verdict)
+                continue
+            accepted.append(index)
+
+        keyed = [index for index in accepted if messages[index].msg_id is not None]
+        if keyed:
+            result = await session.execute(
+                insert(HandledMessage)
+                .values(
+                    [
+                        {
+                            "device_id": messages[index].device_id,
+                            "msg_id": messages[index].msg_id,
+                            "kind": messages[index].kind.value,
+                        }
+                        for index in keyed
+                    ]
+                )
+                .on_conflict_do_nothing()
+                .returning(HandledMessage.device_id, HandledMessage.msg_id)
+            )
+            claimed = {(device_id, msg_id) for device_id, msg_id in result}
+            for index in keyed:
+                key = (messages[index].device_id, messages[index].msg_id)
+                if key in claimed:
+                    claimed.discard(key)  # a second copy in this batch is a duplicate
+                else:
+                    outcomes[index] = "duplicate"
+            accepted = [index for index in accepted if outcomes[index] == "handled"]
+
+        targets: dict[str, RuleTarget] = {}
+        readings: list[tuple[RuleTarget, dict[str, float]]] = []
+        for index in accepted:
+            payload = messages[index].payload
+            if isinstance(payload, TelemetryPayload):
+                device, _code, org_path = found[messages[index].device_id]
+                target = targets.get(device.device_id)
+                if target is None:
+                    assert device.estate_id is not None
+                    assert org_path is not None
+                    target = targets[device.device_id] = RuleTarget(
+                        device_id=device.device_id,
+                        kind=device.kind.name,
+                        estate_id=device.estate_id,
+                        company_id=company_of(org_path),
+                        asset_id=device.asset_id,
+                    )
+                readings.append((target, payload.metrics))
+        book = await RuleBook.load(session, readings)
+
+        online: dict[str, bool | None] = {}
+        seen: dict[int, dt.datetime] = {}
+        rows: list[dict[str, Any]] = []
+        for index in accepted:
+            message = messages[index]
+            device = found[message.device_id][0]
+            assert device.estate_id is not None
+            at = message.received_at
+            payload = message.payload
+            changes: list[AlarmChange] = []
+            was_online = online.get(device.device_id, device.online)
+            if was_online is False:
+                cleared = await clear_open(session, device_id=device.device_id, type_=OFFLINE_ALARM,
+                                           note="the device is back", at=at)  # fmt: skip
+                if cleared is not None:
+                    changes.append(cleared)
+            if was_online is not True:
+                self._presence(session, device.device_id, online=True)
+            online[device.device_id] = True
+            seen[device.id] = at
+            if isinstance(payload, TelemetryPayload):
+                rows.append({"device_id": device.device_id, "ts": payload.ts, "metrics": payload.metrics})
+                changes += await book.apply(session, targets[device.device_id], payload.metrics, at=at)
+            elif isinstance(payload, EventPayload):
+                change = await self._event(session, device, payload, at)
+                if change is not None:
+                    changes.append(change)
+            elif isinstance(payload, AccessPayload):
+                outcome = await record_access_outcome(session, device, message)
+                if outcome is not None:
+                    publish_after_commit(session, self._bus, ACCESS_CHANNEL, access_message(outcome.event))
+                    if outcome.alarm is not None:  # a burst of denials: an alarm like any other
+                        changes.append(outcome.alarm)
+            for change in changes:
+                book.track(change)
+                await publish_alarm_change(session, self._bus, change)
+            self.alarm_changes += len(changes)
+
+        if rows:
+            await session.execute(insert(TelemetryReading), rows)
+        if seen:
+            table = Device.__table__
+            await session.execute(
+                update(table)  # type: ignore[arg-type]
+                .where(table.c.id == bindparam("b_id"))
+                .values(online=True, last_seen_at=bindparam("b_at")),
+                [{"b_id": device_pk, "b_at": at} for device_pk, at in seen.items()],
+            )
+        return outcomes
+
+    @staticmethod
+    def _refusal(row: tuple[Device, str | None, str | None], message: DeviceMessage) -> tuple[str, str] | None:
+        device, estate_code, org_path = row
+        if device.status is DeviceStatus.PENDING:
+            return UNKNOWN_DEVICE, "the device is pending: not bound yet"
+        if device.status is DeviceStatus.RETIRED:
+            return RETIRED_DEVICE, "the device is retired"
+        if estate_code is None or org_path is None or estate_code != message.estate_code:
+            return ESTATE_MISMATCH, "the device belongs to another estate"
+        return None
+
     async def _process(self, session: AsyncSession, message: DeviceMessage) -> str:
+        """A ``status`` message: online (the birth, a retained status) or offline (the last
+        will, which raises ``device_offline`` at once)."""
+        payload = message.payload
+        assert isinstance(payload, StatusPayload)
         row = (
             await session.execute(
                 select(Device, Estate.code, Estate.org_path)
                 .outerjoin(Estate, Estate.id == Device.estate_id)
                 .where(Device.device_id == message.device_id)
+                .execution_options(populate_existing=True)
             )
         ).one_or_none()
         if row is None:
             await self._record_pending(session, message)
             return self._reject(session, message, UNKNOWN_DEVICE, "no such device: recorded as pending")
-        device, estate_code, org_path = row
-        if device.status is DeviceStatus.PENDING:
-            return self._reject(session, message, UNKNOWN_DEVICE, "the device is pending: not bound yet")
-        if device.status is DeviceStatus.RETIRED:
-            return self._reject(session, message, RETIRED_DEVICE, "the device is retired")
-        if estate_code is None or estate_code != message.estate_code:
-            return self._reject(session, message, ESTATE_MISMATCH, "the device belongs to another estate")
-        assert device.estate_id is not None
-        assert org_path is not None
-
+        verdict = self._refusal((row[0], row[1], row[2]), message)
+        if verdict is not None:
+            return self._reject(session, message, *verdict)
+        device = row[0]
         if message.msg_id is not None:
             claimed = await session.scalar(
                 insert(HandledMessage)
@@ -190,14 +462,12 @@ class DeviceIngest:
                 return "duplicate"
 
         at = message.received_at
-        payload = message.payload
-        was_online = device.online  # (the UPDATEs below refresh the loaded row)
+        was_online = device.online
         changes: list[AlarmChange] = []
-        if isinstance(payload, StatusPayload) and not payload.online:
+        if not payload.online:
             await session.execute(update(Device).where(Device.id == device.id).values(online=False))
             if was_online is not False:
                 changes.append(await self._raise_offline(session, device, at, "the device went offline (last will)"))
-            self._presence(session, device.device_id, online=False)
         else:
             await session.execute(update(Device).where(Device.id == device.id).values(online=True, last_seen_at=at))
             if was_online is False:
@@ -205,32 +475,7 @@ class DeviceIngest:
                                            note="the device is back", at=at)  # fmt: skip
                 if cleared is not None:
                     changes.append(cleared)
-            if was_online is not True or isinstance(payload, StatusPayload):
-                self._presence(session, device.device_id, online=True)
-
-        if isinstance(payload, TelemetryPayload):
-            await session.execute(
-                insert(TelemetryReading).values(device_id=device.device_id, ts=payload.ts, metrics=payload.metrics)
-            )
-            target = RuleTarget(
-                device_id=device.device_id,
-                kind=device.kind.name,
-                estate_id=device.estate_id,
-                company_id=company_of(org_path),
-                asset_id=device.asset_id,
-            )
-            changes += await evaluate(session, target, payload.metrics, at=at)
-        elif isinstance(payload, EventPayload):
-            change = await self._event(session, device, payload, at)
-            if change is not None:
-                changes.append(change)
-        elif isinstance(payload, AccessPayload):
-            outcome = await record_access_outcome(session, device, message)
-            if outcome is not None:
-                publish_after_commit(session, self._bus, ACCESS_CHANNEL, access_message(outcome.event))
-                if outcome.alarm is not None:  # a burst of denials: an alarm like any other
-                    changes.append(outcome.alarm)
-
+        self._presence(session, device.device_id, online=payload.online)
         for change in changes:
             await publish_alarm_change(session, self._bus, change)
         self.alarm_changes += len(changes)
