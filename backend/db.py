@@ -132,6 +132,18 @@ for _name in ("execute", "scalar", "scalars", "get", "flush", "commit", "rollbac
     _serialise(_name)
 
 
+MEMO = "memo"
+
+
+def memo(session: AsyncSession) -> dict[Any, Any] | None:
+    """The session's memo of look-ups that stand for its transaction (company settings, the
+    holders of a role), when its owner opened one (``session.info[MEMO] = {}``: the MQTT
+    ingest, whose batch transactions repeat the same look-ups for every alarm). None otherwise,
+    so request sessions always read afresh."""
+    found: dict[Any, Any] | None = session.info.get(MEMO)
+    return found
+
+
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, class_=SerialSession, expire_on_commit=False, autoflush=False)
 

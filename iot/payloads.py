@@ -116,7 +116,7 @@ class EventPayload(_Payload):
     """``{"ts", "type": "smoke", "severity": "critical", "state": "raised", "message"}``"""
 
     ts: Timestamp
-    type: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+    type: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,47}$")]  # alarms.type is 48 long
     severity: Severity
     state: AlarmState
     message: Annotated[str, Field(max_length=1000)] | None = None

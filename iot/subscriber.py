@@ -305,7 +305,8 @@ class MqttSubscriber:
     ``concurrency``: how many devices are handled at once (one device's messages are
     always handled one after another, in order).
     ``handler_timeout``: a handler running longer is cancelled and counted as failed,
-    so one stuck call cannot stall its devices forever (``None``: no limit).
+    so one stuck call cannot stall its devices forever (``None``: no limit). Not applied to
+    :class:`Queued` handlers, which answer for their own time.
     ``on_invalid``: called with every message that fails validation (before it is
     acknowledged); its failures are logged and never stop the loop.
     ``max_payload_bytes``: larger payloads are refused unparsed (``TOO_LARGE``).
@@ -749,10 +750,11 @@ class MqttSubscriber:
                 )
         try:
             if isinstance(handler, Queued):
+                # No time limit: a queued handler answers for its own time (the ingest waits
+                # out a database outage rather than acknowledge what it could not store).
                 done = handler.submit(message)
                 release()
-                async with asyncio.timeout(self._handler_timeout):
-                    await done
+                await done
             else:
                 async with asyncio.timeout(self._handler_timeout):
                     await handler(message)

@@ -310,11 +310,6 @@ async def test_a_second_run_creates_and_changes_nothing(demo: SeededDemo) -> Non
     assert demo.rows_after_first["persons"] == demo.first.persons.created
 
 
-async def test_seeding_takes_seconds(demo: SeededDemo) -> None:
-    # then
-    assert demo.first_seconds < 20
-
-
 def test_the_plan_is_deterministic() -> None:
     # when
     first, second = plan_demo(), plan_demo()

@@ -35,7 +35,7 @@ from authz.models import CasbinRule
 from backend.accounts.models import User
 from backend.alarms.models import Alarm, AlarmEscalation, AlarmEvent, AlarmEventKind, AlarmSeverity, AlarmStatus
 from backend.alarms.service import ALARM_CHANNEL, AlarmChange
-from backend.db import to_global_id
+from backend.db import memo, to_global_id
 from backend.events import EventBus, publish_after_commit
 from backend.notifications import sms
 from backend.notifications.service import notify
@@ -86,7 +86,12 @@ async def after_alarm_change(session: AsyncSession, change: AlarmChange, *, bus:
     alarm = change.alarm
     if change.kind is not AlarmEventKind.RAISED or alarm.severity not in TICKET_SEVERITIES:
         return
-    estate = await session.get_one(Estate, alarm.estate_id)
+    cache = memo(session)
+    estate: Estate | None = cache.get(("estate", alarm.estate_id)) if cache is not None else None
+    if estate is None:
+        estate = await session.get_one(Estate, alarm.estate_id)
+        if cache is not None:
+            cache[("estate", alarm.estate_id)] = estate
     if alarm.ticket_id is None:
         ticket = await open_ticket(
             session,
@@ -105,8 +110,7 @@ async def after_alarm_change(session: AsyncSession, change: AlarmChange, *, bus:
         )
         await session.execute(update(Alarm).where(Alarm.id == alarm.id).values(ticket_id=ticket.id))
         alarm.ticket_id = ticket.id
-    supervisors = await supervisors_of(session, estate.org_path)
-    phones = await _phones(session, set(supervisors))
+    supervisors, phones = await _supervisors_to_tell(session, estate.org_path)
     params = _params(alarm, estate)
     data = {"alarmId": to_global_id("Alarm", alarm.id), "type": alarm.type, "severity": alarm.severity.name}
     template = sms.TEMPLATES["alarm_raised"]
@@ -119,6 +123,19 @@ async def after_alarm_change(session: AsyncSession, change: AlarmChange, *, bus:
         if phone:
             await sms.queue_sms(session, phone=phone, template="alarm_raised", params=params, dedup_key=dedup,
                                 user_id=user_id)  # fmt: skip
+
+
+async def _supervisors_to_tell(session: AsyncSession, estate_path: str) -> tuple[list[int], dict[int, str]]:
+    """The estate's supervisors and their phones (read once per ingest batch: ``memo``)."""
+    cache = memo(session)
+    key = ("alarm_supervisors", estate_path)
+    known: tuple[list[int], dict[int, str]] | None = cache.get(key) if cache is not None else None
+    if known is None:
+        supervisors = await supervisors_of(session, estate_path)
+        known = (supervisors, await _phones(session, set(supervisors)))
+        if cache is not None:
+            cache[key] = known
+    return known
 
 
 def _params(alarm: Alarm, estate: Estate, minutes: int | None = None) -> dict[str, str]:

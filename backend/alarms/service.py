@@ -144,6 +144,7 @@ async def _event(
     note: str = "",
     data: dict[str, Any] | None = None,
 ) -> AlarmEvent:
+    await session.flush()  # the alarm's own changes first (the sessions do not autoflush)
     event: AlarmEvent | None = await session.scalar(
         insert(AlarmEvent)
         .values(alarm_id=alarm.id, kind=kind, actor_id=actor_id, note=note, data=data or {})

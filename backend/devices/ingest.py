@@ -7,9 +7,11 @@
   claims, the telemetry rows, the presence update, the rules), plus the statements of what
   actually changes (an alarm raised or cleared, an access event). Nothing waits to fill a
   batch: a lone message is a batch of one, under load batches grow by themselves. Every
-  message of a batch is acknowledged (its future completes) only after the commit; if the
-  batch fails, its messages are retried one per transaction, so one bad message cannot
-  take the others with it (it becomes a ``HANDLER_ERROR`` dead letter).
+  message of a batch is acknowledged (its future completes) only after the commit. If the
+  batch fails while the database answers, its messages are retried one per transaction, so
+  one bad message cannot take the others with it (it becomes a ``HANDLER_ERROR`` dead
+  letter); if the database does not answer, the batch waits and is tried again (back-off up
+  to 5 s) until it does — unacknowledged, so the broker keeps it and what follows.
 
 - The device is looked up with its estate. An unknown device id is recorded as a PENDING
   device for staff to bind (in the topic's estate when that estate exists) and the message
@@ -44,7 +46,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 import structlog
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -53,6 +55,7 @@ from backend.alarms.automation import after_alarm_change
 from backend.alarms.models import AlarmSeverity
 from backend.alarms.rules import RuleBook, RuleTarget
 from backend.alarms.service import AlarmChange, clear_open, raise_alarm
+from backend.db import MEMO
 from backend.devices.models import DeadLetter, Device, DeviceKind, DeviceStatus, TelemetryReading
 from backend.devices.models import DeviceMessage as HandledMessage
 from backend.events import EventBus, publish_after_commit
@@ -66,8 +69,10 @@ log = structlog.get_logger(__name__)
 DEVICES_CHANNEL = "devices"
 OFFLINE_ALARM = "device_offline"
 DEAD_LETTER_PAYLOAD_CHARS: Final = 4096
-LANES: Final = 4
+LANES: Final = 2
 MAX_BATCH: Final = 500
+OUTAGE_MIN_DELAY: Final = 0.2  # seconds between attempts while the database is away, doubling
+OUTAGE_MAX_DELAY: Final = 5.0
 
 # Dead-letter reasons besides the subscriber's (BAD_TOPIC, MALFORMED, INVALID_PAYLOAD, TOO_LARGE).
 UNKNOWN_DEVICE = "UNKNOWN_DEVICE"
@@ -126,6 +131,7 @@ class DeviceIngest:
         self.alarm_changes = 0
         self.batches = 0
         self.failed_batches = 0
+        self.outages = 0  # batches retried because the database was unreachable
 
     def handlers(self) -> dict[MessageKind, Any]:
         queued = Queued(self.submit)
@@ -138,6 +144,7 @@ class DeviceIngest:
             "alarm_changes": self.alarm_changes,
             "batches": self.batches,
             "failed_batches": self.failed_batches,
+            "outages": self.outages,
         }
 
     # ------------------------------------------------------------------ batching
@@ -181,32 +188,59 @@ class DeviceIngest:
 
     async def _run_batch(self, batch: Sequence[Waiter]) -> None:
         messages = [message for message, _future in batch]
-        try:
-            outcomes, reasons = await self._commit(messages)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            if len(batch) > 1:
-                self.failed_batches += 1
-                log.warning("iot.batch_failed", size=len(batch), exc_info=True)
-            for message, future in batch:  # one transaction each: the bad one fails alone
-                try:
-                    await self.handle(message)
-                except Exception as exc:
-                    if not future.done():
-                        future.set_exception(exc)
-                else:
-                    if not future.done():
-                        future.set_result(None)
-            return
+        delay = OUTAGE_MIN_DELAY
+        while True:
+            try:
+                outcomes, reasons = await self._commit(messages)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                if await self._database_reachable():
+                    await self._one_by_one(batch)  # the batch's own fault
+                    return
+                # The database is away: nothing of this batch is acknowledged, so the broker
+                # keeps it (and holds back what follows); try again until it is back.
+                self.outages += 1
+                log.warning("iot.database_unreachable", batch=len(batch), retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, OUTAGE_MAX_DELAY)
+                continue
+            break
         self.batches += 1
         self._count(outcomes, reasons)
         for _message, future in batch:
             if not future.done():
                 future.set_result(None)
 
+    async def _one_by_one(self, batch: Sequence[Waiter]) -> None:
+        """A batch that failed with the database up: each message in a transaction of its own,
+        so the bad one fails alone (kept as a HANDLER_ERROR dead letter)."""
+        if len(batch) > 1:
+            self.failed_batches += 1
+            log.warning("iot.batch_failed", size=len(batch))
+        for message, future in batch:
+            try:
+                await self.handle(message)
+            except Exception as exc:
+                if not future.done():
+                    future.set_exception(exc)
+            else:
+                if not future.done():
+                    future.set_result(None)
+
+    async def _database_reachable(self) -> bool:
+        try:
+            async with self._sessionmaker() as session:
+                await session.execute(text("SELECT 1"))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            return False
+        return True
+
     async def _commit(self, messages: Sequence[DeviceMessage]) -> tuple[list[str], list[str]]:
         async with self._sessionmaker() as session:
+            session.info[MEMO] = {}  # the batch's alarms share their look-ups (automation)
             async with session.begin():
                 outcomes = await self._process_many(session, messages)
             return outcomes, session.info.pop("dead_letter_reasons", [])

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.db import utcnow
+from backend.db import memo, utcnow
 from backend.property.models import Estate, OrgUnit
 from backend.tickets.errors import TicketError, TicketErrorCode
 from backend.tickets.lifecycle import record_event
@@ -85,6 +85,14 @@ async def deadlines(
 ) -> tuple[dt.datetime, dt.datetime]:
     """(respond by, resolve by): the company's rule for the category and priority, else its
     rule for the priority, else the defaults."""
+    response, resolve = await sla_minutes(session, company_id, priority, category_id)
+    return opened_at + dt.timedelta(minutes=response), opened_at + dt.timedelta(minutes=resolve)
+
+
+async def sla_minutes(
+    session: AsyncSession, company_id: int, priority: TicketPriority, category_id: int
+) -> tuple[int, int]:
+    """(minutes to respond, minutes to resolve) by :func:`deadlines`' rules."""
     rules = (
         await session.scalars(
             select(SlaRule).where(
@@ -97,23 +105,30 @@ async def deadlines(
     specific = [r for r in rules if r.category_id == category_id]
     general = [r for r in rules if r.category_id is None]
     chosen = specific or general
-    response, resolve = (chosen[0].response_minutes, chosen[0].resolve_minutes) if chosen else DEFAULT_SLA[priority]
-    return opened_at + dt.timedelta(minutes=response), opened_at + dt.timedelta(minutes=resolve)
+    if chosen:
+        return chosen[0].response_minutes, chosen[0].resolve_minutes
+    return DEFAULT_SLA[priority]
 
 
 async def next_number(session: AsyncSession, company_id: int, opened_at: dt.datetime) -> str:
     """``{company code}-{yymmdd}-{n:06d}``: unique per company, taken under a row lock."""
-    await session.execute(
-        text("INSERT INTO ticket_counters (company_id, next_number) VALUES (:id, 1) ON CONFLICT DO NOTHING"),
-        {"id": company_id},
-    )
+    cache = memo(session)
+    code = cache.get(("company_code", company_id)) if cache is not None else None
+    if code is None:
+        await session.execute(
+            text("INSERT INTO ticket_counters (company_id, next_number) VALUES (:id, 1) ON CONFLICT DO NOTHING"),
+            {"id": company_id},
+        )
     number = await session.scalar(
         update(TicketCounter)
         .where(TicketCounter.company_id == company_id)
         .values(next_number=TicketCounter.next_number + 1)
         .returning(TicketCounter.next_number - 1)
     )
-    code = await session.scalar(select(OrgUnit.code).where(OrgUnit.id == company_id))
+    if code is None:
+        code = await session.scalar(select(OrgUnit.code).where(OrgUnit.id == company_id))
+        if cache is not None:
+            cache[("company_code", company_id)] = code
     return f"{code}-{opened_at:%y%m%d}-{int(number or 0):06d}"
 
 
@@ -149,8 +164,16 @@ async def open_ticket(
     if not 2 <= len(title) <= 120:
         raise TicketError(TicketErrorCode.INVALID_INPUT, "A title of 2 to 120 characters.", "title")
     company_id = company_id_of(new.estate)
-    category = await category_by_code(session, company_id, new.category_code)
-    respond_by, resolve_by = await deadlines(session, company_id, new.priority, category.id, now)
+    cache = memo(session)
+    key = ("open_ticket", company_id, new.category_code, new.priority)
+    known = cache.get(key) if cache is not None else None
+    if known is None:
+        category = await category_by_code(session, company_id, new.category_code)
+        known = (category, await sla_minutes(session, company_id, new.priority, category.id))
+        if cache is not None:
+            cache[key] = known
+    category, (response, resolve) = known
+    respond_by, resolve_by = now + dt.timedelta(minutes=response), now + dt.timedelta(minutes=resolve)
     ticket = Ticket(
         company_id=company_id,
         number=await next_number(session, company_id, now),

@@ -63,20 +63,25 @@ async def demo_a(runtime: Any) -> Estate:
 
 
 class CuttableProxy:
-    """A TCP proxy in front of the broker whose connections can be cut without a word —
-    what the broker sees when a subscriber process dies mid-stream."""
+    """A TCP proxy in front of a server (the broker, PostgreSQL) whose connections can be cut
+    without a word — what the broker sees when a subscriber process dies mid-stream — and
+    which, while ``down``, hangs up on every new connection (a server that is away)."""
 
     def __init__(self, host: str, port: int) -> None:
         self._target = (host, port)
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self.port = 0
+        self.down = False
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.down:
+            writer.transport.abort()
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection(*self._target)
         except OSError:
