@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import backend.models  # noqa: F401  (every mapper, whoever starts the ingest)
 from backend.devices.ingest import DeviceIngest
 from iot.subscriber import MqttSubscriber
 

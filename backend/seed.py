@@ -23,6 +23,7 @@ from sqlalchemy import func, insert, literal, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+import backend.models  # noqa: F401  (every mapper: `wuye seed` runs without the app)
 from authz.models import CasbinRule
 from backend import demo_names
 from backend.access.models import Credential, CredentialKind

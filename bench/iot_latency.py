@@ -366,10 +366,15 @@ class Throughput:
     name: str
     messages: int
     seconds: float
+    batches: int = 0  # ingest transactions taken for them
 
     @property
     def rate(self) -> float:
         return self.messages / self.seconds
+
+
+def ingest_batches(runtime: Runtime) -> int:
+    return runtime.ingest.batches if runtime.ingest is not None else 0
 
 
 async def windowed(
@@ -461,7 +466,8 @@ class Results:
         lines.append("   stale: a frame showing a later message of the same alarm, loaded after a newer update)")
         lines += ["", "ingest throughput (one process)"]
         for t in self.throughput:
-            lines.append(f"  {t.name:<46}{t.messages:>7} msgs {t.seconds:>7.2f} s {t.rate:>9.0f} /s")
+            per_batch = f"{t.messages / t.batches:>8.1f} per transaction" if t.batches else ""
+            lines.append(f"  {t.name:<46}{t.messages:>7} msgs {t.seconds:>7.2f} s {t.rate:>9.0f} /s{per_batch}")
         lines.append(f"  (alarm writes: {self.alarm_pairs} distinct (device, type) pairs per severity; minor alarms")
         lines.append(f"   are the rows alone, {self.severity} ones open a work order and tell the supervisors)")
         lines += ["", "targets"]
@@ -566,9 +572,10 @@ async def measure_all(
         return bool(await scalar(runtime, count) >= args.telemetry)
 
     log(f"throughput: {args.telemetry} telemetry messages …")
+    batches = ingest_batches(runtime)
     with profiled(args, "telemetry ingest"):
         seconds = await windowed(runtime, telemetry, args.telemetry, args.window, telemetry_done)
-    throughput.append(Throughput("telemetry", args.telemetry, seconds))
+    throughput.append(Throughput("telemetry", args.telemetry, seconds, ingest_batches(runtime) - batches))
 
     # Alarm writes: the rows alone (MINOR: no work order, nobody told), then with the
     # automation of ``--severity`` (CRITICAL: a ticket, the supervisors' notices and texts).
@@ -592,9 +599,10 @@ async def measure_all(
                 return bool((await scalar(runtime, total) or 0) >= expected * count)
 
             log(f"throughput: {name}, {len(write_pairs)} messages …")
+            batches = ingest_batches(runtime)
             with profiled(args, name):
                 seconds = await windowed(runtime, write, len(write_pairs), args.window, alarms_done)
-            throughput.append(Throughput(name, len(write_pairs), seconds))
+            throughput.append(Throughput(name, len(write_pairs), seconds, ingest_batches(runtime) - batches))
 
     return Results(latency=latency, throughput=throughput, severity=args.severity, alarm_pairs=len(write_pairs))
 
