@@ -209,6 +209,7 @@ class StaffSpec:
     display_name: str
     role: str
     org_code: str
+    phone: str  # their work phone: alarm texts and escalations reach it (the local SMS channel)
 
 
 @dataclass(frozen=True)
@@ -219,14 +220,14 @@ class ResidentSpec:
 
 
 STAFF: tuple[StaffSpec, ...] = (
-    StaffSpec("admin", "系统管理员", "admin", "DEMO"),
-    StaffSpec("manager.north", "刘建国", "manager", "NORTH"),
-    StaffSpec("cs.a", "陈晓丽", "customer_service", "N1"),
-    StaffSpec("finance.north", "赵敏", "finance", "NORTH"),
-    StaffSpec("tech.a", "王志强", "technician", "N1"),
-    StaffSpec("guard.a", "周海涛", "security_guard", "N1"),
-    StaffSpec("supervisor.north", "孙立新", "supervisor", "NORTH"),
-    StaffSpec("supervisor.south", "黄文静", "supervisor", "SOUTH"),
+    StaffSpec("admin", "系统管理员", "admin", "DEMO", "13800000001"),
+    StaffSpec("manager.north", "刘建国", "manager", "NORTH", "13800000002"),
+    StaffSpec("cs.a", "陈晓丽", "customer_service", "N1", "13800000003"),
+    StaffSpec("finance.north", "赵敏", "finance", "NORTH", "13800000004"),
+    StaffSpec("tech.a", "王志强", "technician", "N1", "13800000005"),
+    StaffSpec("guard.a", "周海涛", "security_guard", "N1", "13800000006"),
+    StaffSpec("supervisor.north", "孙立新", "supervisor", "NORTH", "13800000007"),
+    StaffSpec("supervisor.south", "黄文静", "supervisor", "SOUTH", "13800000008"),
 )
 
 RESIDENTS: tuple[ResidentSpec, ...] = (
@@ -590,6 +591,7 @@ async def seed_demo(session: AsyncSession) -> SeedReport:
         await _ensure_people(session, estate, plan, unit_ids, report)
     bills_before = await _all_bills(session)
     users = await _ensure_users(session, report)
+    await _ensure_staff_persons(session, users, org_units, report)
     await _ensure_role_grants(session, users, org_units, estate_paths, report)
     await _ensure_devices(session, report)
     await _ensure_credentials(session, users, report)
@@ -1110,6 +1112,24 @@ async def _ensure_users(session: AsyncSession, report: SeedReport) -> dict[str, 
     users.update((u.username, u) for u in created)
     report.users.created += len(created)
     return users
+
+
+async def _ensure_staff_persons(
+    session: AsyncSession, users: dict[str, User], org_units: dict[str, OrgUnit], report: SeedReport
+) -> None:
+    """Staff accounts are people too: a person with a work phone (in their org unit), so the
+    texts the product sends staff — alarms, escalations, dispatch — have somewhere to go."""
+    missing = [s for s in STAFF if users[s.username].person_id is None]
+    report.persons.existing += len(STAFF) - len(missing)
+    persons = [Person(org_path=org_units[s.org_code].path, name=s.display_name, phone=s.phone) for s in missing]
+    if not persons:
+        return
+    session.add_all(persons)
+    await session.flush()
+    for spec, person in zip(missing, persons, strict=True):
+        users[spec.username].person_id = person.id
+    await session.flush()
+    report.persons.created += len(persons)
 
 
 async def _ensure_role_grants(

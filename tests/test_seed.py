@@ -227,7 +227,7 @@ async def test_staff_hold_the_roles_of_the_contract_table(demo: SeededDemo) -> N
     held = {(g.v0, g.v1, g.v2) for g in grants}
     for username, (role, org_code) in STAFF_GRANTS.items():
         assert (f"u:{users[username].id}", role, paths[org_code]) in held
-        assert users[username].person_id is None
+        assert users[username].person_id is not None  # with a work phone (alarm texts)
         assert users[username].display_name
 
 
@@ -244,9 +244,18 @@ async def test_every_demo_account_logs_in_with_demo1234(demo: SeededDemo) -> Non
 
 
 async def test_every_id_number_has_a_valid_gb11643_checksum_and_birth_date(demo: SeededDemo) -> None:
-    # when
+    # when (residents: staff persons carry a work phone and nothing else)
     async with demo.sessionmaker() as session:
-        id_numbers = (await session.scalars(select(Person.id_number))).all()
+        id_numbers = (
+            await session.scalars(select(Person.id_number).where(Person.id.in_(select(Occupancy.person_id))))
+        ).all()
+        staff_ids = (
+            await session.scalars(
+                select(Person.id_number).join(User, User.person_id == Person.id).where(User.kind == UserKind.STAFF)
+            )
+        ).all()
+    assert staff_ids
+    assert set(staff_ids) == {None}
 
     # then
     assert all(id_number is not None and _gb11643_valid(id_number) for id_number in id_numbers)

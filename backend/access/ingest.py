@@ -28,8 +28,9 @@ from backend.access.models import (
     CredentialKind,
     VisitorPass,
 )
+from backend.alarms.automation import after_alarm_change
 from backend.alarms.models import AlarmSeverity
-from backend.alarms.service import ALARM_CHANNEL, AlarmChange, raise_alarm
+from backend.alarms.service import AlarmChange, raise_alarm
 from backend.devices.models import Device
 from backend.events import EventBus, publish_after_commit
 from iot.payloads import AccessPayload
@@ -96,8 +97,9 @@ async def record_access(
     session: AsyncSession, device: Device, message: DeviceMessage, *, bus: EventBus | None = None
 ) -> AccessEvent | None:
     """Append the swipe ``message`` reported by ``device``; ``None`` for a repeated msgId (or a
-    device bound to no estate). With ``bus``, the event (and a burst alarm) are published after
-    commit on ``ACCESS_CHANNEL`` (and ``ALARM_CHANNEL``). The caller commits."""
+    device bound to no estate). With ``bus``, the event is published after commit on
+    ``ACCESS_CHANNEL``, and a burst alarm goes through the alarm automation (work order,
+    supervisors told, published on ``ALARM_CHANNEL``). The caller commits."""
     outcome = await record_access_outcome(session, device, message, bus=bus)
     return outcome.event if outcome is not None else None
 
@@ -143,8 +145,8 @@ async def record_access_outcome(
         alarm = await _watch_denials(session, point, at)
     if bus is not None:
         publish_after_commit(session, bus, ACCESS_CHANNEL, access_message(event))
-        if alarm is not None:
-            publish_after_commit(session, bus, ALARM_CHANNEL, alarm.message())
+        if alarm is not None:  # like any alarm: its work order, its supervisors, its live event
+            await after_alarm_change(session, alarm, bus=bus)
     return AccessOutcome(event, alarm)
 
 

@@ -125,6 +125,17 @@ def _raise_statement() -> Any:
 
 
 _RAISE = _raise_statement()
+_ADD_EVENT = (
+    insert(AlarmEvent)
+    .values(
+        alarm_id=bindparam("alarm_id"),
+        kind=bindparam("kind"),
+        actor_id=bindparam("actor_id"),
+        note=bindparam("note"),
+        data=bindparam("data"),
+    )
+    .returning(AlarmEvent)
+)
 
 
 async def _locked(session: AsyncSession, alarm_id: int) -> Alarm:
@@ -146,9 +157,7 @@ async def _event(
 ) -> AlarmEvent:
     await session.flush()  # the alarm's own changes first (the sessions do not autoflush)
     event: AlarmEvent | None = await session.scalar(
-        insert(AlarmEvent)
-        .values(alarm_id=alarm.id, kind=kind, actor_id=actor_id, note=note, data=data or {})
-        .returning(AlarmEvent)
+        _ADD_EVENT, {"alarm_id": alarm.id, "kind": kind, "actor_id": actor_id, "note": note, "data": data or {}}
     )
     assert event is not None
     return event

@@ -10,11 +10,15 @@ from access_support import Gate, MakeGate, People
 from sqlalchemy import func, select, text
 from sqlalchemy.dialects import postgresql
 
-from backend.access.ingest import DENIED_BURST_TYPE, record_access
+from backend.access.ingest import ACCESS_CHANNEL, DENIED_BURST_TYPE, record_access
 from backend.access.models import AccessEvent, AccessResult, VisitorPass, VisitorPassKind
 from backend.alarms.models import Alarm, AlarmSeverity, AlarmStatus
+from backend.alarms.service import ALARM_CHANNEL
 from backend.db import utcnow
+from backend.events import Event, InProcessEventBus
+from backend.notifications.models import Notification
 from backend.property.models import Unit
+from backend.tickets.models import Ticket, TicketKind, TicketPriority
 
 
 async def _record(runtime: Any, gate: Gate, message: Any) -> AccessEvent | None:
@@ -246,3 +250,38 @@ async def test_the_demo_access_seed_is_idempotent(runtime: Any) -> None:
     assert second == 0
     assert passes == 1
     assert history == HISTORY_EVENTS
+
+
+async def test_a_burst_goes_through_the_alarm_automation(runtime: Any, make_gate: MakeGate) -> None:
+    # given a gate and a bus that keeps what is published
+    gate = await make_gate("DEMO-A")
+    bus = InProcessEventBus()
+    published: list[tuple[str, Event]] = []
+    original = bus.publish
+
+    async def keep(channel: str, event: Event) -> None:
+        published.append((channel, event))
+        await original(channel, event)
+
+    bus.publish = keep  # type: ignore[method-assign]
+    start = utcnow()
+    # when five denials are recorded with the bus (as the ingest records them)
+    for i in range(5):
+        async with runtime.sessionmaker() as session, session.begin():
+            denied = gate.message("card:NOBODY", result="denied", at=start + dt.timedelta(seconds=i))
+            await record_access(session, gate.device, denied, bus=bus)
+    # then the MAJOR burst alarm opened its security work order and was published once, RAISED
+    (alarm,) = await _alarms(runtime, gate)
+    assert alarm.ticket_id is not None
+    async with runtime.sessionmaker() as session:
+        ticket = await session.get_one(Ticket, alarm.ticket_id)
+        told = await session.scalar(
+            select(func.count()).select_from(Notification).where(Notification.kind == "alarm_raised",
+                                                                 Notification.data["type"].astext == DENIED_BURST_TYPE)
+        )  # fmt: skip
+    assert (ticket.kind, ticket.priority) == (TicketKind.ALARM, TicketPriority.HIGH)
+    assert told is not None
+    assert told >= 1
+    alarm_events = [e for c, e in published if c == ALARM_CHANNEL]
+    assert [(e["alarmId"], e["kind"]) for e in alarm_events] == [(alarm.id, "RAISED")]
+    assert len([1 for c, _e in published if c == ACCESS_CHANNEL]) == 5

@@ -18,7 +18,7 @@ from backend.accounts.models import User
 from backend.alarms.automation import after_alarm_change
 from backend.alarms.models import AlarmEscalation, AlarmSeverity
 from backend.alarms.service import acknowledge
-from backend.db import utcnow
+from backend.db import to_global_id, utcnow
 from backend.notifications.models import Notification, SmsMessage
 from backend.people.models import Person
 from backend.property.models import OrgUnit
@@ -198,3 +198,23 @@ def test_the_escalation_job_runs_every_minute_once() -> None:
     (job,) = [j for j in WorkerSettings.cron_jobs if j.name.endswith("escalate_alarms")]
     assert job.unique
     assert job.minute is None
+
+
+async def test_the_supervisor_sees_the_work_order_of_the_alarm(
+    runtime: Any, devices: Callable[[], str], as_user: Any
+) -> None:
+    # given a CRITICAL alarm in DEMO-A that opened its work order
+    device = devices()
+    change = await raise_on(runtime, "DEMO-A", device, severity=AlarmSeverity.CRITICAL, automate=True)
+    (ticket,) = await _tickets(runtime, device)
+    query = "query($id: ID!) { node(id: $id) { ... on Alarm { ticket { number kind status } } } }"
+    # when the estate's supervisor looks at the alarm
+    north = await as_user("supervisor.north")
+    seen = (await north.data(query, {"id": gid(change.alarm.id)}))["node"]
+    # then the work order is there (read only: the matrix in tests/tickets says what they may do)
+    assert seen["ticket"] == {"number": ticket.number, "kind": "ALARM", "status": ticket.status.name}
+    # and a supervisor of other estates sees neither the alarm nor its work order
+    south = await as_user("supervisor.south")
+    assert (await south.data(query, {"id": gid(change.alarm.id)}))["node"] is None
+    ticket_query = "query($id: ID!) { node(id: $id) { ... on Ticket { number } } }"
+    assert (await south.data(ticket_query, {"id": to_global_id("Ticket", ticket.id)}))["node"] is None

@@ -26,8 +26,8 @@ CATEGORIES = "query($estate: ID!) { ticketCategories(estateId: $estate) { code n
         ("tech.a", False, True),  # only tickets assigned to them
         ("finance.north", False, False),
         ("guard.a", False, False),
-        ("supervisor.north", False, False),
-        ("supervisor.south", False, False),
+        ("supervisor.north", True, True),  # follows the estate's work orders, read only
+        ("supervisor.south", False, False),  # not their estate
         ("owner.a1", True, True),  # reported it, and lives there
         ("owner.a2", False, False),
         ("owner.c1", False, False),

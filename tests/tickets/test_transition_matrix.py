@@ -76,6 +76,7 @@ IN_ESTATE = {
     "admin": set(STEPS) - {"rate"},
     "manager.north": set(STEPS) - {"rate"},
     "cs.a": {"assign", "close", "cancel", "comment"},
+    "supervisor.north": {"comment"},  # reads the estate's tickets: may comment, moves nothing
 }
 AS_ASSIGNEE = {"start", "hold", "resolve", "comment"}  # tech.a
 AS_REPORTER = {"cancel", "reopen", "rate", "comment"}  # owner.a1 (cancel: only NEW)
@@ -103,7 +104,9 @@ def expected(role: str | None, step: str, status: TicketStatus) -> Verdict:
             return Verdict.ILLEGAL
     elif role == "owner.a2":
         return Verdict.NOT_FOUND if step in RESIDENT_STEPS else Verdict.FORBIDDEN
-    else:  # finance, guard, supervisors: no ticket permission at all
+    elif role == "supervisor.south":  # reads tickets, but not of this estate
+        return Verdict.NOT_FOUND if step == "comment" else Verdict.FORBIDDEN
+    else:  # finance, guard: no ticket permission at all
         return Verdict.FORBIDDEN
     return Verdict.ALLOWED if status in sources else Verdict.ILLEGAL
 
