@@ -615,6 +615,13 @@ async def seed_demo(session: AsyncSession) -> SeedReport:
     await session.execute(
         text("UPDATE outbox SET dispatched_at = now() WHERE dispatched_at IS NULL AND created_at = now()")
     )
+    # Nor are the texts they would have sent staff (who have work phones): kept, never sent.
+    await session.execute(
+        text(
+            "UPDATE sms_messages SET status = 'SKIPPED', last_error = 'demo history: not sent' "
+            "WHERE status = 'QUEUED' AND created_at = now()"
+        )
+    )
     # Bills come from billing and from the demo's paid repairs: counted once, here.
     report.bills.existing = bills_before
     report.bills.created = await _all_bills(session) - bills_before

@@ -26,6 +26,7 @@ from backend.billing.models import Bill, BillLine, BillLineKind, BillStatus, Pay
 from backend.db import local_today, make_engine, make_sessionmaker, transaction
 from backend.devices.models import Device
 from backend.migrate import upgrade
+from backend.notifications.models import SmsMessage
 from backend.people.models import Occupancy, OccupancyRole, Person
 from backend.property.models import Building, Entrance, Estate, OrgUnit, OrgUnitKind, Unit, UnitUsage
 from backend.seed import SeedReport, plan_demo, seed_demo
@@ -378,3 +379,13 @@ async def test_the_demo_has_paid_partial_and_overdue_bills_in_every_aging_bucket
     assert statuses == {BillStatus.PAID, BillStatus.PARTIAL, BillStatus.UNPAID, BillStatus.WAIVED}
     assert [int(r.rsplit("-", 1)[1]) for r in receipts if r] == list(range(1, len(receipts) + 1))
     assert all(b.amount > 0 and b.units > 0 for b in buckets), buckets
+
+
+async def test_the_demo_history_owes_no_texts(demo: SeededDemo) -> None:
+    # when
+    async with demo.sessionmaker() as session:
+        rows = await session.execute(select(SmsMessage.status, func.count()).group_by(SmsMessage.status))
+        statuses = {status: count for status, count in rows}
+    # then its old tickets' texts to staff are kept, but none waits to be sent at start-up
+    assert statuses.get("SKIPPED", 0) > 0
+    assert "QUEUED" not in statuses

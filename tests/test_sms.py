@@ -278,3 +278,27 @@ async def test_the_sweep_sends_texts_whose_job_was_lost_and_leaves_fresh_ones_to
 def test_the_sweep_is_scheduled_every_ten_minutes_once_across_workers() -> None:
     (job,) = [j for j in WorkerSettings.cron_jobs if j.name == "cron:resend_stuck_sms"]
     assert (job.minute, job.unique) == (set(range(7, 60, 10)), True)
+
+
+async def test_a_skipped_text_is_never_sent_by_its_job_nor_by_the_sweep(
+    runtime: Any, worker: WorkerRuntime, texts: Texts
+) -> None:
+    # given an old text marked SKIPPED (the demo's history)
+    sms_id = await _queue(runtime, texts, "skipped")
+    assert sms_id is not None
+    async with runtime.sessionmaker() as session, session.begin():
+        await session.execute(
+            update(SmsMessage)
+            .where(SmsMessage.id == sms_id)
+            .values(status="SKIPPED", created_at=func.now() - dt.timedelta(minutes=20))
+        )
+    channel = CountingChannel()
+    local = dataclasses.replace(worker, sms=channel)
+    # when its job and the sweep run
+    outcome = await send_sms({"runtime": local, "job_try": 1}, sms_id=sms_id)
+    await resend_stuck_sms({"runtime": local})
+    # then nothing reached the channel and the row is unchanged
+    assert outcome == "SKIPPED"
+    assert str(sms_id) not in channel.calls
+    message = await _message(runtime, sms_id)
+    assert (message.status, message.attempts, message.sent_at) == ("SKIPPED", 0, None)

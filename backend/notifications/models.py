@@ -70,7 +70,7 @@ class SmsMessage(Base):
     params: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
     body: Mapped[str] = mapped_column(Text)
     dedup_key: Mapped[str] = mapped_column(String(160), unique=True)
-    status: Mapped[str] = mapped_column(String(16), default="QUEUED")  # QUEUED, SENT, FAILED
+    status: Mapped[str] = mapped_column(String(16), default="QUEUED")  # QUEUED, SENT, FAILED, SKIPPED
     channel: Mapped[str | None] = mapped_column(String(32))
     provider_message_id: Mapped[str | None] = mapped_column(String(64))
     attempts: Mapped[int] = mapped_column(default=0)

@@ -36,6 +36,7 @@ class SmsStatus:
     QUEUED = "QUEUED"
     SENT = "SENT"
     FAILED = "FAILED"
+    SKIPPED = "SKIPPED"  # never to be sent (the demo's history)
 
 
 class SmsChannelError(Exception):
@@ -181,7 +182,7 @@ async def queue_sms(
 
 @dataclass(frozen=True, slots=True)
 class SendOutcome:
-    status: str  # SENT, ALREADY_SENT, FAILED (given up before), MISSING, BUSY, ERROR
+    status: str  # SENT, ALREADY_SENT, FAILED (given up before), SKIPPED, MISSING, BUSY, ERROR
     error: str | None = None
 
 
@@ -208,6 +209,8 @@ async def send_queued(session: AsyncSession, *, sms_id: int, channel: SmsChannel
         return SendOutcome("ALREADY_SENT")
     if message.status == SmsStatus.FAILED:
         return SendOutcome("FAILED")
+    if message.status == SmsStatus.SKIPPED:
+        return SendOutcome("SKIPPED")
     message.attempts += 1
     try:
         provider_id = await channel.send(phone=message.phone, body=message.body, reference=str(message.id))
