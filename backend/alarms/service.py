@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Boolean, Integer, and_, bindparam, case, literal_column, select, text
+from sqlalchemy import Boolean, Integer, Table, and_, bindparam, case, column, literal_column, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -91,8 +91,11 @@ async def raise_alarm(
 
 
 def _raise_statement() -> Any:
-    """The upsert of ``raise_alarm``, built once (building ``excluded`` costs a millisecond)."""
-    statement = insert(Alarm).values(
+    """The upsert of ``raise_alarm``, built once (building ``excluded`` costs a millisecond).
+    A Core statement on the table, loaded as the entity through ``from_statement``: half the
+    cost of an ORM-enabled INSERT … RETURNING entity."""
+    table = cast("Table", Alarm.__table__)
+    statement = insert(table).values(
         estate_id=bindparam("estate_id"),
         device_id=bindparam("device_id"),
         type=bindparam("type"),
@@ -110,23 +113,25 @@ def _raise_statement() -> Any:
     )
     excluded = statement.excluded
     new_rank = bindparam("new_rank", type_=Integer)
-    return statement.on_conflict_do_update(
+    c = table.c
+    upsert = statement.on_conflict_do_update(
         index_elements=["device_id", "type"],
         index_where=text("status <> 'CLEARED'"),
         set_={
-            "occurrences": Alarm.occurrences + 1,
-            "last_seen_at": case((excluded.last_seen_at > Alarm.last_seen_at, excluded.last_seen_at),
-                                 else_=Alarm.last_seen_at),
-            "severity": case((new_rank > _SEVERITY_RANK, excluded.severity), else_=Alarm.severity),
-            "message": case((excluded.message != "", excluded.message), else_=Alarm.message),
-            "version": Alarm.version + 1,
+            "occurrences": c.occurrences + 1,
+            "last_seen_at": case((excluded.last_seen_at > c.last_seen_at, excluded.last_seen_at),
+                                 else_=c.last_seen_at),
+            "severity": case((new_rank > _SEVERITY_RANK, excluded.severity), else_=c.severity),
+            "message": case((excluded.message != "", excluded.message), else_=c.message),
+            "version": c.version + 1,
         },
-    ).returning(Alarm, literal_column("(xmax = 0)", Boolean).label("inserted"))  # fmt: skip
+    ).returning(*c, literal_column("(xmax = 0)", Boolean).label("inserted"))  # fmt: skip
+    return select(Alarm, column("inserted", Boolean)).from_statement(upsert)
 
 
 _RAISE = _raise_statement()
-_ADD_EVENT = (
-    insert(AlarmEvent)
+_ADD_EVENT = select(AlarmEvent).from_statement(
+    insert(cast("Table", AlarmEvent.__table__))
     .values(
         alarm_id=bindparam("alarm_id"),
         kind=bindparam("kind"),
@@ -134,7 +139,7 @@ _ADD_EVENT = (
         note=bindparam("note"),
         data=bindparam("data"),
     )
-    .returning(AlarmEvent)
+    .returning(*AlarmEvent.__table__.c)
 )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,6 +20,19 @@ from backend.notifications.models import Announcement, AnnouncementEstate, Notif
 from backend.outbox import enqueue
 
 NOTIFICATION_CHANNEL = "notifications"
+
+
+_NEW_NOTIFICATION = insert(Notification).values(
+    user_id=bindparam("user_id"),
+    kind=bindparam("kind"),
+    title=bindparam("title"),
+    body=bindparam("body"),
+    data=bindparam("data"),
+    dedup_key=bindparam("dedup_key"),
+)
+# Built once (a statement built per call costs more than its round trip).
+_NOTIFY = _NEW_NOTIFICATION.returning(Notification.id)
+_NOTIFY_ONCE = _NEW_NOTIFICATION.on_conflict_do_nothing(index_elements=["dedup_key"]).returning(Notification.id)
 
 
 async def notify(
@@ -33,12 +46,11 @@ async def notify(
     dedup_key: str | None = None,
 ) -> int | None:
     """Write an in-app notification (once per ``dedup_key``) and owe its delivery via the outbox."""
-    statement = insert(Notification).values(
-        user_id=user_id, kind=kind, title=title, body=body, data=data or {}, dedup_key=dedup_key
+    statement = _NOTIFY_ONCE if dedup_key is not None else _NOTIFY
+    notification_id = await session.scalar(
+        statement,
+        {"user_id": user_id, "kind": kind, "title": title, "body": body, "data": data or {}, "dedup_key": dedup_key},
     )
-    if dedup_key is not None:
-        statement = statement.on_conflict_do_nothing(index_elements=["dedup_key"])
-    notification_id = await session.scalar(statement.returning(Notification.id))
     if notification_id is not None:
         await enqueue(
             session,
