@@ -40,13 +40,33 @@ class AlarmChange:
 
     def message(self) -> dict[str, Any]:
         """What is published on the events bus after commit."""
+        alarm = self.alarm
         return {
-            "alarmId": self.alarm.id,
+            "alarmId": alarm.id,
             "eventId": self.event.id,
             "kind": self.kind.name,
-            "estateId": self.alarm.estate_id,
-            "severity": self.alarm.severity.name,
+            "estateId": alarm.estate_id,
+            "severity": alarm.severity.name,
+            # The alarm as this change left it: a subscriber that loads it after a later change
+            # still shows this event as it was (schema/alarms/live.py ``as_of_event``).
+            "alarm": {
+                "version": alarm.version,
+                "severity": alarm.severity.name,
+                "status": alarm.status.name,
+                "message": alarm.message,
+                "details": alarm.details,
+                "occurrences": alarm.occurrences,
+                "lastSeenAt": _iso(alarm.last_seen_at),
+                "acknowledgedAt": _iso(alarm.acknowledged_at),
+                "acknowledgedById": alarm.acknowledged_by_id,
+                "clearedAt": _iso(alarm.cleared_at),
+                "clearedById": alarm.cleared_by_id,
+            },
         }
+
+
+def _iso(at: dt.datetime | None) -> str | None:
+    return at.isoformat() if at is not None else None
 
 
 async def raise_alarm(
