@@ -87,7 +87,7 @@ class AccessHub(EventHub[AccessEvent, AccessSubscriber]):
             )
         )
         self.loads += 1
-        async with self.sessionmaker() as session:
+        async with self.session() as session:
             row = (await session.execute(statement)).one_or_none()
         if row is None:
             return None

@@ -356,7 +356,8 @@ class AccessMutation:
 class AccessSubscription:
     @strawberry.subscription(
         description="Swipes as they are recorded, for whoever may see them (checked again for every event): guards "
-        "and supervisors their estates', a resident their own and their visitors'."
+        "and supervisors their estates', a resident their own and their visitors'. A client that reads too slowly is "
+        "disconnected with an error."
     )
     async def access_event_added(
         self, info: Info, filter: AccessEventSubscriptionFilter | None = None

@@ -59,7 +59,7 @@ class AlarmHub(EventHub[AlarmEventType, AlarmSubscriber]):
 
     async def _load(self, alarm_id: int) -> Alarm | None:
         self.loads += 1
-        async with self.sessionmaker() as session:
+        async with self.session() as session:
             return await session.scalar(
                 select(Alarm)
                 .where(Alarm.id == alarm_id)

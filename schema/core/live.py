@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from typing import Any, ClassVar, Final, Generic, TypeVar
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from backend.events import Event, EventBus
 from schema.core.context import Context
@@ -78,6 +78,7 @@ class EventHub(Generic[P, S]):
         self._subscribers: set[S] = set()
         self._recent: OrderedDict[Hashable, None] = OrderedDict()
         self._task: asyncio.Task[None] | None = None
+        self._connection: AsyncConnection | None = None
         self.loads = 0  # events loaded from the database (one per dispatched event)
 
     @property
@@ -94,11 +95,16 @@ class EventHub(Generic[P, S]):
         self._subscribers.discard(subscriber)
 
     async def _run(self) -> None:
-        async for message in self._bus.subscribe(self.channel):
-            try:
-                await self.dispatch(message)
-            except Exception:
-                log.exception("live.dispatch_failed", channel=self.channel, event=message)
+        try:
+            async for message in self._bus.subscribe(self.channel):
+                try:
+                    await self.dispatch(message)
+                except Exception:
+                    log.exception("live.dispatch_failed", channel=self.channel, event=message)
+                if not self._subscribers:
+                    await self._drop_connection()  # an idle hub holds no connection
+        finally:
+            await self._drop_connection()
 
     async def dispatch(self, message: Event) -> int:
         """Load the event once and offer it to its recipients; returns how many."""
@@ -120,6 +126,28 @@ class EventHub(Generic[P, S]):
             subscriber.offer(payload)
         return len(recipients)
 
+    @contextlib.asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """A session on the hub's own connection, kept in autocommit: a load is one round trip
+        (no pool check-out, ping, BEGIN and ROLLBACK per event). The hub loads one event at a
+        time; a connection that failed is replaced at the next event."""
+        if self._connection is None:
+            engine: AsyncEngine = self.sessionmaker.kw["bind"]
+            connection = await engine.connect()
+            self._connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            async with self.sessionmaker(bind=self._connection) as session:
+                yield session
+        except Exception:
+            await self._drop_connection()
+            raise
+
+    async def _drop_connection(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                await connection.close()
+
     def event_key(self, message: Event) -> Hashable | None:
         """What identifies an event, to drop a repeated message; ``None``: never dropped."""
         return None
@@ -133,6 +161,7 @@ class EventHub(Generic[P, S]):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
             self._task = None
+        await self._drop_connection()
 
 
 def hang_up_if_stuck(ctx: Context) -> Callable[[], None]:
