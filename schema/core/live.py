@@ -192,16 +192,19 @@ async def deliveries(
     still_allowed: Callable[[], bool] = _always,
     recheck_seconds: float | None = None,
 ) -> AsyncIterator[P]:
-    """The subscriber's payloads until ``still_allowed()`` turns false (checked for every event
-    and, with ``recheck_seconds``, that often while no event comes); raises
-    :class:`SubscriberTooSlow` once dropped. Leaves the hub when the subscription ends."""
+    """The subscriber's payloads until ``still_allowed()`` turns false (asked every
+    ``recheck_seconds``, with or without events; the caller checks its scope for every event
+    anyway); raises :class:`SubscriberTooSlow` once dropped. Leaves the hub when the
+    subscription ends."""
     loop = asyncio.get_running_loop()
     timer: asyncio.TimerHandle | None = None
+    due = False  # time to ask still_allowed() again
 
     def recheck() -> None:
-        nonlocal timer
-        if subscriber.queue.empty():  # otherwise the next event checks
-            subscriber.queue.put_nowait(_RECHECK)
+        nonlocal timer, due
+        due = True
+        if subscriber.queue.empty():
+            subscriber.queue.put_nowait(_RECHECK)  # wake up to check even when no event comes
         timer = loop.call_later(recheck_seconds, recheck)  # type: ignore[arg-type]
 
     if recheck_seconds is not None:
@@ -209,8 +212,10 @@ async def deliveries(
     try:
         while True:
             item = await subscriber.queue.get()
-            if not still_allowed():
-                return
+            if due:
+                due = False
+                if not still_allowed():
+                    return
             if item is _RECHECK:
                 continue
             if item is OVERFLOW:
