@@ -23,7 +23,6 @@ each caller sees its own request id.
 from __future__ import annotations
 
 import asyncio
-import weakref
 from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any, Final, cast
@@ -40,9 +39,9 @@ _DEFAULT: Final = "<default>"  # a variable the request left out (its default ap
 
 SharedResults = dict[Hashable, "asyncio.Task[Any]"]
 
-# id(payload) → (a weak reference to it, its executions by result group). An entry goes when
-# its payload does: the payload lives as long as a subscriber still holds it in its queue.
-_shared: dict[int, tuple[weakref.ref[Any], SharedResults]] = {}
+# The payload carries its executions by result group: they go when it goes, i.e. once no
+# subscriber holds it in its queue any more.
+_RESULTS: Final = "_shared_results"
 
 
 @dataclass
@@ -56,16 +55,11 @@ stats = SharedExecutionStats()
 
 def share(payload: Any) -> None:
     """Mark a subscription payload, yielded by many subscribers, as executed once per result group."""
-    key = id(payload)
-    _shared[key] = (weakref.ref(payload), {})
-    weakref.finalize(payload, _shared.pop, key, None)
+    setattr(payload, _RESULTS, {})
 
 
 def _results_of(payload: Any) -> SharedResults | None:
-    entry = _shared.get(id(payload))
-    if entry is None or entry[0]() is not payload:
-        return None
-    return entry[1]
+    return getattr(payload, _RESULTS, None)
 
 
 def _retrieve(task: asyncio.Task[Any]) -> None:
