@@ -44,6 +44,7 @@ from schema.billing.queries import BillingQuery
 from schema.billing.types import BillType, FeeItemType
 from schema.core.context import OperationScope
 from schema.core.errors import ErrorMasking, WuyeError
+from schema.core.execution import SharedEventExecutor
 from schema.core.loaders import resolve_attribute
 from schema.core.relay import Node, from_global_id
 from schema.core.resolving import Info, get_scoped
@@ -210,4 +211,5 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         types=TYPES,
         extensions=extensions,
         config=StrawberryConfig(default_resolver=resolve_attribute),
+        execution_context_class=SharedEventExecutor,
     )

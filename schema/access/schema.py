@@ -19,9 +19,9 @@ from sqlalchemy import select
 from authz.scopes import scoped
 from backend.access import models, service
 from backend.access.errors import AccessError
-from backend.access.ingest import ACCESS_CHANNEL
 from backend.people.models import Person
 from backend.property.models import Estate, Unit
+from schema.access.live import hub_for
 from schema.access.types import (
     AccessEventType,
     AccessPointKind,
@@ -32,6 +32,7 @@ from schema.access.types import (
     VisitorPassType,
 )
 from schema.core.errors import Forbidden, Unauthenticated, UserError, user_error
+from schema.core.live import deliveries, hang_up_if_stuck
 from schema.core.loaders import load_options
 from schema.core.relay import Connection, try_decode_id
 from schema.core.resolving import (
@@ -355,7 +356,8 @@ class AccessMutation:
 class AccessSubscription:
     @strawberry.subscription(
         description="Swipes as they are recorded, for whoever may see them (checked again for every event): guards "
-        "and supervisors their estates', a resident their own and their visitors'."
+        "and supervisors their estates', a resident their own and their visitors'. A client that reads too slowly is "
+        "disconnected with an error."
     )
     async def access_event_added(
         self, info: Info, filter: AccessEventSubscriptionFilter | None = None
@@ -365,19 +367,10 @@ class AccessSubscription:
             raise Unauthenticated()
         estate_id = try_decode_id(filter.estate_id, "Estate") if filter and filter.estate_id else None
         point_id = try_decode_id(filter.access_point_id, "AccessPoint") if filter and filter.access_point_id else None
-        options = load_options(ctx, models.AccessEvent, info.selected_fields[0].selections)
-        async for message in ctx.runtime.bus.subscribe(ACCESS_CHANNEL):
-            if estate_id is not None and message.get("estateId") != estate_id:
-                continue
-            if point_id is not None and message.get("accessPointId") != point_id:
-                continue
-            ctx.loaders.reset()
-            async with ctx.runtime.sessionmaker() as session:
-                statement = scoped(
-                    select(models.AccessEvent).where(models.AccessEvent.id == message.get("id")),
-                    models.AccessEvent,
-                    ctx.permissions,
-                ).options(*options)
-                event = (await session.scalars(statement)).unique().one_or_none()
-            if event is not None:
-                yield event  # type: ignore[misc]
+        hub = hub_for(ctx.runtime.sessionmaker, ctx.runtime.bus)
+        subscriber = hub.add(
+            ctx.permissions, estate_id=estate_id, access_point_id=point_id, on_drop=hang_up_if_stuck(ctx)
+        )
+        # The hub offers only swipes in the caller's scope, checked for every swipe.
+        async for event in deliveries(hub, subscriber):
+            yield event  # the hub's one payload: executed once for every subscriber of the same result group

@@ -1,122 +1,69 @@
 """The per-process fan-out of live alarm events to ``alarmEvents`` subscribers.
 
-One hub per process (per events bus) listens on ``ALARM_CHANNEL`` — over Redis, every API
-process receives every event — and, for each event, loads the alarm ONCE (with its estate,
-asset, ticket and rule, in one statement) and hands the same object to every subscriber of the
-process whose filter it matches. Each subscriber has a bounded queue: one that falls
-``queue_size`` events behind is dropped (its queue is emptied and it receives ``OVERFLOW``,
-which ends its subscription with an error), and the others never wait for it.
-
-The scope (``Alarm read`` at the alarm's estate) is checked by the subscription itself for
-every event, in memory: the hub's shared alarm carries its estate's org path.
+For each event on ``ALARM_CHANNEL`` the hub loads the alarm ONCE (with its estate, asset,
+ticket and rule, in one statement) and offers the same ``AlarmEvent`` payload to every
+subscriber whose filter it matches (see schema/core/live.py for the queues and the shared
+execution). A message that carries the alarm's state after the change (``"alarm": {…}``) is
+shown as of that state, even when the alarm changed again before the hub loaded it. The scope (``Alarm read`` at the alarm's estate) is checked by the subscription
+itself for every event, in memory: the shared alarm carries its estate's org path.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+import datetime as dt
 import weakref
-from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Final
 
-import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import joinedload
+from sqlalchemy.orm.attributes import set_committed_value
 
-from backend.alarms.models import Alarm
+from backend.alarms.models import Alarm, AlarmSeverity, AlarmStatus
 from backend.alarms.service import ALARM_CHANNEL
 from backend.events import Event, EventBus
+from schema.alarms.types import AlarmChangeKind, AlarmEventType
+from schema.core.live import OVERFLOW, EventHub, Subscriber
 
-log = structlog.get_logger(__name__)
+__all__ = ["OVERFLOW", "AlarmHub", "AlarmSubscriber", "as_of_event", "hub_for"]
 
-LIVE_KINDS: Final = frozenset({"RAISED", "UPDATED", "ACKNOWLEDGED", "CLEARED"})
-QUEUE_SIZE: Final = 100
-OVERFLOW: Final = object()  # the subscriber fell too far behind and is dropped
-_RECENT_EVENTS = 1024
+LIVE_KINDS: Final = frozenset(kind.value for kind in AlarmChangeKind)
 
-Delivery = tuple[str, Alarm]
-Accept = Callable[[str, Alarm], bool]
+Accept = Callable[[AlarmEventType], bool]
 
 
-class AlarmSubscriber:
-    def __init__(self, accept: Accept, queue_size: int) -> None:
+class AlarmSubscriber(Subscriber[AlarmEventType]):
+    def __init__(self, accept: Accept, queue_size: int, on_drop: Callable[[], None] | None = None) -> None:
+        super().__init__(queue_size, on_drop)
         self.accept = accept
-        self.queue: asyncio.Queue[Delivery | object] = asyncio.Queue(queue_size)
-        self.dropped = False
-
-    def offer(self, delivery: Delivery) -> None:
-        if self.dropped:
-            return
-        try:
-            self.queue.put_nowait(delivery)
-        except asyncio.QueueFull:
-            self.dropped = True
-            while not self.queue.empty():
-                self.queue.get_nowait()
-            self.queue.put_nowait(OVERFLOW)
-            log.warning("alarms.subscriber_dropped", queue_size=self.queue.maxsize)
 
 
-class AlarmHub:
-    def __init__(
-        self, sessionmaker: async_sessionmaker[AsyncSession], bus: EventBus, *, queue_size: int = QUEUE_SIZE
-    ) -> None:
-        self._sessionmaker = sessionmaker
-        self._bus = bus
-        self._queue_size = queue_size
-        self._subscribers: set[AlarmSubscriber] = set()
-        self._recent: OrderedDict[Any, None] = OrderedDict()
-        self._task: asyncio.Task[None] | None = None
-        self.loads = 0  # alarms loaded (one per dispatched event)
+class AlarmHub(EventHub[AlarmEventType, AlarmSubscriber]):
+    channel = ALARM_CHANNEL
 
-    @property
-    def subscriber_count(self) -> int:
-        return len(self._subscribers)
+    def add(self, accept: Accept, *, on_drop: Callable[[], None] | None = None) -> AlarmSubscriber:
+        return self.attach(AlarmSubscriber(accept, self.queue_size, on_drop))
 
-    def add(self, accept: Accept) -> AlarmSubscriber:
-        subscriber = AlarmSubscriber(accept, self._queue_size)
-        self._subscribers.add(subscriber)
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._run())
-        return subscriber
+    def event_key(self, message: Event) -> Hashable | None:
+        return message.get("eventId")  # type: ignore[no-any-return]
 
-    def remove(self, subscriber: AlarmSubscriber) -> None:
-        self._subscribers.discard(subscriber)
-
-    async def _run(self) -> None:
-        async for message in self._bus.subscribe(ALARM_CHANNEL):
-            try:
-                await self.dispatch(message)
-            except Exception:
-                log.exception("alarms.dispatch_failed", alarm_id=message.get("alarmId"))
-
-    async def dispatch(self, message: Event) -> int:
-        """Load the event's alarm once and offer it to every matching subscriber; returns how many."""
+    async def load(
+        self, message: Event, subscribers: Sequence[AlarmSubscriber]
+    ) -> tuple[AlarmEventType, Sequence[AlarmSubscriber]] | None:
         kind = message.get("kind")
-        if kind not in LIVE_KINDS or not self._subscribers:
-            return 0
-        event_id = message.get("eventId")
-        if event_id is not None:
-            if event_id in self._recent:
-                return 0  # the same event twice (a re-published message)
-            self._recent[event_id] = None
-            while len(self._recent) > _RECENT_EVENTS:
-                self._recent.popitem(last=False)
+        if kind not in LIVE_KINDS:
+            return None
         alarm = await self._load(int(message["alarmId"]))
         if alarm is None:
-            return 0
-        offered = 0
-        for subscriber in list(self._subscribers):
-            if subscriber.accept(kind, alarm):
-                subscriber.offer((kind, alarm))
-                offered += 1
-        return offered
+            return None
+        as_of_event(alarm, message.get("alarm"))
+        event = AlarmEventType(kind=AlarmChangeKind(kind), alarm=alarm)  # type: ignore[arg-type]
+        return event, [subscriber for subscriber in subscribers if subscriber.accept(event)]
 
     async def _load(self, alarm_id: int) -> Alarm | None:
         self.loads += 1
-        async with self._sessionmaker() as session:
+        async with self.session() as session:
             return await session.scalar(
                 select(Alarm)
                 .where(Alarm.id == alarm_id)
@@ -128,12 +75,36 @@ class AlarmHub:
                 )
             )
 
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None
+
+# The alarm's columns that a change moves, as an event message may carry them ("alarm": {…},
+# camelCase, enums by name, times in ISO 8601), with how to read each back.
+_AS_OF: Final[dict[str, tuple[str, Callable[[Any], Any]]]] = {
+    "severity": ("severity", lambda v: AlarmSeverity[v]),
+    "status": ("status", lambda v: AlarmStatus[v]),
+    "message": ("message", str),
+    "details": ("details", dict),
+    "occurrences": ("occurrences", int),
+    "lastSeenAt": ("last_seen_at", dt.datetime.fromisoformat),
+    "acknowledgedAt": ("acknowledged_at", dt.datetime.fromisoformat),
+    "acknowledgedById": ("acknowledged_by_id", int),
+    "clearedAt": ("cleared_at", dt.datetime.fromisoformat),
+    "clearedById": ("cleared_by_id", int),
+    "version": ("version", int),
+}
+
+
+def as_of_event(alarm: Alarm, snapshot: Any) -> None:
+    """The alarm as the event left it, when the message carries that (``"alarm": {"version": …,
+    …}``) and the alarm has changed again since: the hub loads it later than it changed, and a
+    frame must not announce an event with a later state. Relations stay as loaded."""
+    if not isinstance(snapshot, dict) or not isinstance(snapshot.get("version"), int):
+        return
+    if snapshot["version"] >= alarm.version:
+        return
+    for key, (attribute, read) in _AS_OF.items():
+        if key in snapshot:
+            value = snapshot[key]
+            set_committed_value(alarm, attribute, None if value is None else read(value))
 
 
 _hubs: weakref.WeakKeyDictionary[Any, AlarmHub] = weakref.WeakKeyDictionary()

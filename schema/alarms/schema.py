@@ -10,10 +10,8 @@ alarm's estate → FORBIDDEN. Nothing is written when refused.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from typing import cast
 
 import strawberry
 from sqlalchemy import select
@@ -22,9 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backend.alarms import models, service
 from backend.alarms.automation import after_alarm_change
 from backend.alarms.errors import AlarmError
-from schema.alarms.live import OVERFLOW, Delivery, hub_for
-from schema.alarms.types import AlarmChangeKind, AlarmEventType, AlarmSeverity, AlarmStatus, AlarmType
-from schema.core.errors import ErrorCode, Forbidden, Unauthenticated, UserError, WuyeError, user_error
+from schema.alarms.live import hub_for
+from schema.alarms.types import AlarmEventType, AlarmSeverity, AlarmStatus, AlarmType
+from schema.core.errors import Forbidden, Unauthenticated, UserError, user_error
+from schema.core.live import deliveries, hang_up_if_stuck
 from schema.core.relay import Connection, try_decode_id
 from schema.core.resolving import (
     Info,
@@ -38,13 +37,6 @@ from schema.core.resolving import (
 # How often an idle subscription re-checks that its caller may still read alarms (a revoked
 # role ends it within this time, even when no alarm happens).
 RECHECK_SECONDS = 1.0
-
-
-class SubscriberTooSlow(WuyeError):
-    code = ErrorCode.RATE_LIMITED
-
-    def __init__(self) -> None:
-        super().__init__("Events were dropped because the client read too slowly; subscribe again.")
 
 
 def _at_least(severity: models.AlarmSeverity | None) -> list[models.AlarmSeverity]:
@@ -197,30 +189,15 @@ class AlarmsSubscription:
         estate_ids = _estate_ids(filter.estate_ids) if filter is not None else None
         severities = set(_at_least(filter.min_severity if filter is not None else None))
 
-        def accept(_kind: str, alarm: models.Alarm) -> bool:
+        def accept(event: AlarmEventType) -> bool:
+            alarm: models.Alarm = event.alarm  # type: ignore[assignment]
             return (estate_ids is None or alarm.estate_id in estate_ids) and alarm.severity in severities
 
+        def still_allowed() -> bool:
+            return permissions.anywhere("Alarm", "read")  # a revoked role completes the subscription
+
         hub = hub_for(ctx.runtime.sessionmaker, ctx.runtime.bus)
-        subscriber = hub.add(accept)
-        getter: asyncio.Task[object] | None = None
-        try:
-            while True:
-                if getter is None:
-                    getter = asyncio.ensure_future(subscriber.queue.get())
-                done, _ = await asyncio.wait({getter}, timeout=RECHECK_SECONDS)
-                if not permissions.anywhere("Alarm", "read"):
-                    return  # the role was revoked: the subscription completes
-                if not done:
-                    continue
-                item, getter = getter.result(), None
-                if item is OVERFLOW:
-                    raise SubscriberTooSlow()
-                kind, alarm = cast("Delivery", item)
-                if not permissions.allows_at("Alarm", "read", alarm.estate.org_path):
-                    continue
-                ctx.loaders.reset()
-                yield AlarmEventType(kind=AlarmChangeKind(kind), alarm=alarm)  # type: ignore[arg-type]
-        finally:
-            if getter is not None:
-                getter.cancel()
-            hub.remove(subscriber)
+        subscriber = hub.add(accept, on_drop=hang_up_if_stuck(ctx))
+        async for event in deliveries(hub, subscriber, still_allowed=still_allowed, recheck_seconds=RECHECK_SECONDS):
+            if permissions.allows_at("Alarm", "read", event.alarm.estate.org_path):  # type: ignore[attr-defined]
+                yield event  # the hub's one payload: executed once for every subscriber of the same result group

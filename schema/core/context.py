@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +30,7 @@ class Context:
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     client_ip: str = "unknown"
     connection_params: dict[str, Any] | None = None
+    hang_up: Callable[[], None] | None = None  # over a websocket: close the connection, whatever it is doing
     _session: AsyncSession | None = None
     _loaders: Loaders | None = None
 

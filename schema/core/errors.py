@@ -12,6 +12,8 @@ import structlog
 from graphql import GraphQLError
 from graphql.validation.validate import ValidationAbortedError
 from strawberry.extensions import SchemaExtension
+from strawberry.types import ExecutionResult
+from strawberry.types.execution import PreExecutionError
 
 log = structlog.get_logger(__name__)
 
@@ -50,6 +52,13 @@ class Forbidden(WuyeError):
 
 class BadUserInput(WuyeError):
     code = ErrorCode.BAD_USER_INPUT
+
+
+class SubscriberTooSlow(WuyeError):
+    code = ErrorCode.RATE_LIMITED
+
+    def __init__(self) -> None:
+        super().__init__("Events were dropped because the client read too slowly; subscribe again.")
 
 
 class RateLimited(WuyeError):
@@ -108,12 +117,14 @@ class ErrorMasking(SchemaExtension):
     """Replaces unexpected exceptions by a generic message with the request id, logging the original.
 
     Validation errors and WuyeErrors pass through (strawberry's MaskErrors would mask
-    validation errors too). In development the original message stays visible.
+    validation errors too). In development the original message stays visible. Over HTTP the
+    operation's one result is masked when it ends; over a websocket every executed result (each
+    event of a subscription) is masked before it is sent, since the operation ends only after them.
+    A result shared by several subscribers is not changed: each gets a masked copy of the list.
     """
 
     def on_operation(self) -> Iterator[None]:
         context = self.execution_context.context
-        request_id = getattr(context, "request_id", None)
         production = getattr(context, "production", True)
         try:
             yield
@@ -122,10 +133,22 @@ class ErrorMasking(SchemaExtension):
             # token limit's too) is raised through this one rather than put in the result.
             raise _validation_error(error, production) from None
         result = self.execution_context.result
-        if result is None or not result.errors:
-            return
+        if result is not None and result.errors:
+            result.errors = self._masked(result.errors)
+
+    def on_stream_result(self, result: Any) -> Iterator[None]:
+        # Errors before execution (syntax, validation, unknown operation type) go as they are:
+        # the graphql-transport-ws handler closes the socket on some, by their type.
+        if isinstance(result, ExecutionResult) and not isinstance(result, PreExecutionError) and result.errors:
+            result.errors = self._masked(result.errors)
+        yield
+
+    def _masked(self, errors: list[GraphQLError]) -> list[GraphQLError]:
+        context = self.execution_context.context
+        request_id = getattr(context, "request_id", None)
+        production = getattr(context, "production", True)
         masked: list[GraphQLError] = []
-        for error in result.errors:
+        for error in errors:
             if _is_expected(error):
                 if error.original_error is None:
                     error = _validation_error(error, production)
@@ -146,4 +169,4 @@ class ErrorMasking(SchemaExtension):
                     extensions={"code": ErrorCode.INTERNAL_SERVER_ERROR.value, "requestId": request_id},
                 )
             )
-        result.errors = masked
+        return masked

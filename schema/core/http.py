@@ -7,6 +7,7 @@ graphql-transport-ws implementation (the legacy graphql-ws protocol is not offer
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from functools import lru_cache
@@ -17,6 +18,7 @@ import structlog
 from graphql import GraphQLError, OperationDefinitionNode, parse
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
+from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError, MissingQueryError
@@ -274,6 +276,39 @@ def client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
+class _HangUp:
+    """A websocket's ASGI ``receive`` that the server can end: after :meth:`hang_up` it reports a
+    disconnect, so strawberry's handler ends every operation of the connection (also one
+    blocked sending to a client that does not read) and the connection is closed.
+
+    Closing through ASGI would not do: uvicorn's ``send`` of the close frame waits, like any
+    send, until the client reads."""
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self._hung_up = asyncio.Event()
+
+    def hang_up(self) -> None:
+        self._hung_up.set()
+
+    async def receive(self) -> Message:
+        if not self._hung_up.is_set():
+            message = asyncio.ensure_future(self._receive())
+            hung_up = asyncio.ensure_future(self._hung_up.wait())
+            try:
+                await asyncio.wait((message, hung_up), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                hung_up.cancel()
+                if not message.done():
+                    message.cancel()
+            if not message.cancelled():
+                return message.result()
+        return {"type": "websocket.disconnect", "code": 1008}
+
+
+_HANG_UP = "wuye.hang_up"  # the scope key of a websocket's _HangUp.hang_up
+
+
 class GraphQLWebSocket(GraphQL[Context, None]):
     """graphql-transport-ws only; the access token arrives in ``connection_init``."""
 
@@ -288,11 +323,18 @@ class GraphQLWebSocket(GraphQL[Context, None]):
         )
         self.runtime = runtime
 
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            connection = _HangUp(receive)
+            scope, receive = {**scope, _HANG_UP: connection.hang_up}, connection.receive
+        await super().__call__(scope, receive, send)
+
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
         return Context(
             runtime=self.runtime,
             permissions=Permissions(None, self.runtime.authorizer),
             client_ip=request.client.host if request.client else "unknown",
+            hang_up=request.scope.get(_HANG_UP),
         )
 
     async def on_ws_connect(self, context: Context) -> dict[str, object] | None:

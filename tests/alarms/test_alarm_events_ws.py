@@ -174,7 +174,7 @@ async def test_one_load_per_event_for_many_subscribers(
 ) -> None:
     # given a hub with 50 subscribers
     hub = AlarmHub(runtime.sessionmaker, InProcessEventBus())
-    subscribers = [hub.add(lambda _kind, _alarm: True) for _ in range(50)]
+    subscribers = [hub.add(lambda _event: True) for _ in range(50)]
     change = await raise_on(runtime, "DEMO-A", devices())
     # when the event is dispatched
     count_statements.statements.clear()
@@ -183,8 +183,8 @@ async def test_one_load_per_event_for_many_subscribers(
     assert offered == 50
     assert len(count_statements.statements) == 1
     held = [s.queue.get_nowait() for s in subscribers]
-    assert {id(alarm) for _kind, alarm in held} == {id(held[0][1])}
-    assert held[0][1].estate.code == "DEMO-A"
+    assert {id(event) for event in held} == {id(held[0])}
+    assert held[0].alarm.estate.code == "DEMO-A"
     # and the same event again is not dispatched twice
     assert await hub.dispatch(change.message()) == 0
     await hub.close()
@@ -195,7 +195,7 @@ async def test_a_slow_subscriber_is_dropped_and_the_others_still_receive(
 ) -> None:
     # given a hub with queues of 3: one subscriber reads, one does not
     hub = AlarmHub(runtime.sessionmaker, InProcessEventBus(), queue_size=3)
-    fast, slow = hub.add(lambda _k, _a: True), hub.add(lambda _k, _a: True)
+    fast, slow = hub.add(lambda _event: True), hub.add(lambda _event: True)
     received = []
     device = devices()
     # when 10 events arrive
@@ -204,7 +204,7 @@ async def test_a_slow_subscriber_is_dropped_and_the_others_still_receive(
         await hub.dispatch(change.message())
         received.append(fast.queue.get_nowait())
     # then the reader received all 10; the other was dropped, told so, and is offered nothing more
-    assert [kind for kind, _alarm in received] == ["RAISED"] + ["UPDATED"] * 9  # type: ignore[misc]
+    assert [event.kind.value for event in received] == ["RAISED"] + ["UPDATED"] * 9
     assert slow.dropped
     assert slow.queue.get_nowait() is OVERFLOW
     assert slow.queue.empty()
