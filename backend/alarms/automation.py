@@ -6,7 +6,8 @@ every raise and clear, the API after acknowledge, clear and comment):
 - every change is published on ``ALARM_CHANNEL`` once the transaction commits;
 - a RAISED alarm of severity CRITICAL or MAJOR opens one ALARM ticket (priority URGENT for
   CRITICAL, HIGH for MAJOR; channel SYSTEM; the category by the alarm type) linked through
-  ``alarms.ticket_id``, and tells the estate's supervisors (the users holding ``supervisor``
+  ``alarms.ticket_id`` — dispatched at once where the estate auto-assigns tickets — and tells
+  the estate's supervisors (the users holding ``supervisor``
   at the estate's office or any org unit above it) in the app and by SMS — once per alarm and
   user (dedup keys), so a retried message notifies nobody twice.
 
@@ -41,6 +42,7 @@ from backend.notifications import sms
 from backend.notifications.service import notify
 from backend.people.models import Person
 from backend.property.models import Estate, OrgUnit
+from backend.tickets import dispatch
 from backend.tickets.models import TicketChannel, TicketKind, TicketPriority
 from backend.tickets.service import NewTicket, open_ticket
 
@@ -110,6 +112,9 @@ async def after_alarm_change(session: AsyncSession, change: AlarmChange, *, bus:
         )
         await session.execute(update(Alarm).where(Alarm.id == alarm.id).values(ticket_id=ticket.id))
         alarm.ticket_id = ticket.id
+        # Dispatched like any reported ticket: where the estate auto-assigns, a technician has
+        # it (and is told) before the supervisor's phone buzzes.
+        await dispatch.after_submit(session, ticket, actor_id=None)
     supervisors, phones = await _supervisors_to_tell(session, estate.org_path)
     params = _params(alarm, estate)
     data = {"alarmId": to_global_id("Alarm", alarm.id), "type": alarm.type, "severity": alarm.severity.name}

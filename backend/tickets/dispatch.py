@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from authz.models import CasbinRule
 from backend.accounts.models import User
-from backend.db import local_timezone, to_global_id
+from backend.db import local_timezone, memo, to_global_id
 from backend.notifications import sms
 from backend.notifications.service import notify
 from backend.people.models import Person
@@ -35,7 +35,12 @@ async def after_submit(session: AsyncSession, ticket: Ticket, *, actor_id: int |
     """Assign a NEW ticket automatically when its estate says so; no candidate → it stays NEW.
 
     ``actor_id`` (who submitted) is not the assigner: the system is (no actor on the event)."""
-    estate = await session.scalar(select(Estate).where(Estate.id == ticket.estate_id))
+    cache = memo(session)
+    estate: Estate | None = cache.get(("estate", ticket.estate_id)) if cache is not None else None
+    if estate is None:
+        estate = await session.scalar(select(Estate).where(Estate.id == ticket.estate_id))
+        if cache is not None and estate is not None:
+            cache[("estate", ticket.estate_id)] = estate
     if estate is None or not estate.auto_assign_tickets or ticket.status is not TicketStatus.NEW:
         return
     await session.execute(

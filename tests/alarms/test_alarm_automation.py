@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from alarms_support import alarm_events, gid, raise_on, stored, user_id
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from backend.accounts.models import User
 from backend.alarms.automation import after_alarm_change
@@ -21,8 +21,8 @@ from backend.alarms.service import acknowledge
 from backend.db import to_global_id, utcnow
 from backend.notifications.models import Notification, SmsMessage
 from backend.people.models import Person
-from backend.property.models import OrgUnit
-from backend.tickets.models import Ticket, TicketChannel, TicketKind, TicketPriority
+from backend.property.models import Estate, OrgUnit
+from backend.tickets.models import Ticket, TicketChannel, TicketKind, TicketPriority, TicketStatus
 from workers.settings import WorkerSettings
 from workers.tasks import escalate_alarms
 
@@ -218,3 +218,37 @@ async def test_the_supervisor_sees_the_work_order_of_the_alarm(
     assert (await south.data(query, {"id": gid(change.alarm.id)}))["node"] is None
     ticket_query = "query($id: ID!) { node(id: $id) { ... on Ticket { number } } }"
     assert (await south.data(ticket_query, {"id": to_global_id("Ticket", ticket.id)}))["node"] is None
+
+
+async def test_the_work_order_is_dispatched_where_the_estate_auto_assigns(
+    runtime: Any, devices: Callable[[], str]
+) -> None:
+    # given DEMO-A auto-assigns tickets (the demo's setting; tech.a is skilled in every category)
+    async with runtime.sessionmaker() as session, session.begin():
+        before = await session.scalar(select(Estate.auto_assign_tickets).where(Estate.code == "DEMO-A"))
+        await session.execute(update(Estate).where(Estate.code == "DEMO-A").values(auto_assign_tickets=True))
+    try:
+        # when a CRITICAL alarm is raised there
+        dispatched = devices()
+        await raise_on(runtime, "DEMO-A", dispatched, severity=AlarmSeverity.CRITICAL, automate=True)
+        # and another once the estate stops auto-assigning
+        async with runtime.sessionmaker() as session, session.begin():
+            await session.execute(update(Estate).where(Estate.code == "DEMO-A").values(auto_assign_tickets=False))
+        waiting = devices()
+        await raise_on(runtime, "DEMO-A", waiting, severity=AlarmSeverity.CRITICAL, automate=True)
+    finally:
+        async with runtime.sessionmaker() as session, session.begin():
+            await session.execute(update(Estate).where(Estate.code == "DEMO-A").values(auto_assign_tickets=before))
+    # then the first work order went to tech.a at once, who was told; the second waits, NEW
+    (first,) = await _tickets(runtime, dispatched)
+    (second,) = await _tickets(runtime, waiting)
+    tech = await user_id(runtime, "tech.a")
+    assert (first.status, first.assignee_id) == (TicketStatus.ASSIGNED, tech)
+    assert (second.status, second.assignee_id) == (TicketStatus.NEW, None)
+    async with runtime.sessionmaker() as session:
+        told = await session.scalar(
+            select(func.count()).select_from(Notification).where(
+                Notification.user_id == tech, Notification.kind == "ticket_assigned",
+                Notification.data["ticketId"].astext == to_global_id("Ticket", first.id))
+        )  # fmt: skip
+    assert told == 1

@@ -6,18 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from ingest_testlib import CuttableProxy, RecordingBus, demo_a, message
-from sqlalchemy import func, make_url, select
+from sqlalchemy import func, make_url, select, update
 
 from backend.alarms.models import Alarm, AlarmRule, AlarmSeverity, AlarmStatus, RuleOperator
 from backend.db import make_engine, make_sessionmaker
 from backend.devices.ingest import HANDLER_ERROR, UNKNOWN_DEVICE, DeviceIngest, company_of
 from backend.devices.models import DeadLetter, Device, DeviceKind, TelemetryReading
+from backend.property.models import Estate
 from iot.subscriber import DeviceMessage
 
 T0 = dt.datetime(2026, 11, 22, 8, 0, tzinfo=dt.UTC)
@@ -177,11 +178,22 @@ async def test_lanes_keep_one_device_on_one_lane(runtime: Any, bus: RecordingBus
     await ingest.close()
 
 
+@pytest.fixture
+async def demo_a_auto_assigns(runtime: Any) -> AsyncIterator[None]:
+    async with runtime.sessionmaker() as session, session.begin():
+        before = await session.scalar(select(Estate.auto_assign_tickets).where(Estate.code == "DEMO-A"))
+        await session.execute(update(Estate).where(Estate.code == "DEMO-A").values(auto_assign_tickets=True))
+    yield
+    async with runtime.sessionmaker() as session, session.begin():
+        await session.execute(update(Estate).where(Estate.code == "DEMO-A").values(auto_assign_tickets=before))
+
+
+@pytest.mark.usefixtures("demo_a_auto_assigns")
 async def test_critical_alarms_of_one_batch_share_their_look_ups(
     runtime: Any, lane: DeviceIngest, make_device: Any, count_statements: Any
 ) -> None:
-    # given a smoke detector in DEMO-A, whose new CRITICAL alarms open work orders and tell
-    # the estate's supervisors
+    # given a smoke detector in DEMO-A, whose new CRITICAL alarms open work orders (dispatched
+    # at once: DEMO-A auto-assigns) and tell the estate's supervisors
     smoke = await make_device(kind=DeviceKind.SMOKE_DETECTOR)
     before = len(count_statements.statements)
     # when six new CRITICAL alarms arrive in one batch
@@ -190,7 +202,8 @@ async def test_critical_alarms_of_one_batch_share_their_look_ups(
     ]
     assert await submit_all(lane, events) == [None] * 6
     statements = count_statements.statements[before:]
-    # then six tickets exist, but the supervisors, their phones, the estate, the category, the
+    # then six tickets exist (DEMO-A auto-assigns: each is dispatched, which picks and tells a
+    # technician per ticket), but the supervisors, their phones, the estate, the category, the
     # SLA rules and the company's code were read once for the batch
     async with runtime.sessionmaker() as session:
         alarms = (await session.scalars(select(Alarm).where(Alarm.device_id == smoke))).all()
@@ -201,10 +214,12 @@ async def test_critical_alarms_of_one_batch_share_their_look_ups(
     def reads(table: str) -> int:
         return sum(1 for s in statements if s.lstrip().upper().startswith("SELECT") and f" {table} " in s)
 
-    assert reads("casbin_rule") == 1
-    assert reads("persons") == 1
-    assert reads("estates") == 2  # the devices with their estates' codes, then the estate once
-    assert reads("ticket_categories") == 1
+    supervisors = [s for s in statements if s.lstrip().startswith("SELECT DISTINCT users.id") and "casbin_rule" in s]
+    assert len(supervisors) == 1
+    assert reads("persons") == 1 + 6  # the supervisors' phones once; each dispatch its technician's
+    # the devices with their estates' codes, then the estate once; each dispatch's text names it
+    assert reads("estates") == 2 + 6
+    assert reads("ticket_categories") == 1 + 6  # (the same text names the category)
     assert reads("ticket_sla_rules") == 1
     assert reads("org_units") == 1
 
