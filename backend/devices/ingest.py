@@ -171,6 +171,11 @@ class DeviceIngest:
                 for _message, future in batch:
                     future.cancel()
                 raise
+            except Exception as exc:  # a bug of ours: fail these messages, keep the lane going
+                log.exception("iot.lane_failed", size=len(batch))
+                for _message, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
 
     async def close(self, grace: float = 5.0) -> None:
         """Let the queued batches finish (up to ``grace`` seconds), then cancel what is left: those

@@ -257,3 +257,31 @@ async def test_a_database_outage_holds_the_messages_unacknowledged_until_it_is_b
         await ingest.close()
         await engine.dispose()
         await proxy.close()
+
+
+async def test_a_lane_survives_an_error_of_its_own(
+    runtime: Any, bus: RecordingBus, make_device: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a lane whose bookkeeping fails once after a batch committed
+    ingest = DeviceIngest(runtime.sessionmaker, bus, lanes=1)
+    sensor = await make_device()
+    calls = 0
+    original = ingest._count
+
+    def count_once_broken(outcomes: Any, reasons: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("bookkeeping")
+        original(outcomes, reasons)
+
+    monkeypatch.setattr(ingest, "_count", count_once_broken)
+    # when two batches arrive one after the other
+    first = await asyncio.wait_for(submit_all(ingest, [reading(sensor, 20, msg_id="x-1")]), 10)
+    second = await asyncio.wait_for(submit_all(ingest, [reading(sensor, 21, msg_id="x-2")]), 10)
+    # then the first message's waiter hears of the error instead of waiting forever, and the
+    # lane takes the next batch
+    assert isinstance(first[0], RuntimeError)
+    assert second == [None]
+    assert ingest.handled == 1
+    await ingest.close()
